@@ -1,0 +1,272 @@
+//! The HTTP API: routes, handlers and middleware. It knows nothing of files:
+//! every task goes through the [`Store`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use serde::Deserialize;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::metrics::{self, Metrics};
+use crate::store::{NewEntry, Store};
+use crate::task::NewTask;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Longest a request may take, commit included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `Idempotency-Key` accepted.
+const MAX_KEY: usize = 200;
+
+/// What every handler shares.
+#[derive(Clone)]
+struct AppState {
+    /// Where tasks live.
+    store: Store,
+    /// Served at `/metrics`.
+    metrics: Arc<Metrics>,
+}
+
+/// The whole application, ready to serve or to test with `oneshot`.
+pub fn app(store: Store) -> Router {
+    let metrics = Arc::new(Metrics::new(store.stats()));
+    let state = AppState {
+        store,
+        metrics: metrics.clone(),
+    };
+    Router::new()
+        .route("/tareas", get(list).post(create))
+        .route("/tareas/{id}", get(get_one))
+        .route("/health", get(health))
+        .route("/metrics", get(serve_metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(middleware::map_response(json_errors))
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// `POST /tareas`: validate, store durably, answer 201 (or 200 for a retry).
+async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let task = parse_task(&headers, body)?.validate()?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let inserted = app
+        .store
+        .insert_one(NewEntry {
+            task,
+            idempotency_key,
+        })
+        .await??;
+    let status = if inserted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/tareas/{}", inserted.id);
+    Ok((
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::LOCATION,
+                HeaderValue::try_from(location).expect("ASCII"),
+            ),
+        ],
+        inserted.json,
+    )
+        .into_response())
+}
+
+/// Checks the content type, the size and the JSON of a task body.
+fn parse_task(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<NewTask, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let is_json = content_type.as_deref().is_some_and(|ct| {
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+    });
+    if !is_json {
+        let got = content_type.map_or_else(|| "no Content-Type".into(), |ct| format!("`{ct}`"));
+        return Err(ApiError::UnsupportedMediaType(got));
+    }
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest(format!(
+            "the body could not be read: {}",
+            rejection.body_text()
+        )),
+    })?;
+    serde_json::from_slice::<NewTask>(&body).map_err(|e| {
+        let detail = e.to_string();
+        match e.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidTask(detail),
+            _ => ApiError::BadJson(detail),
+        }
+    })
+}
+
+/// The `Idempotency-Key` header, if any: visible ASCII, at most 200 bytes.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Idempotency-Key must be 1 to {MAX_KEY} visible ASCII characters, such as a UUID"
+            ))
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Query of `GET /tareas`.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    /// Only tasks with a larger id.
+    despues_de: Option<u64>,
+    /// At most this many tasks.
+    limite: Option<usize>,
+}
+
+/// `GET /tareas`: the tasks in id order, streamed from memory.
+async fn list(
+    State(app): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{}; use ?despues_de=<id>&limite=<count> with non-negative integers",
+            e.body_text()
+        ))
+    })?;
+    let page = app
+        .store
+        .page(q.despues_de.unwrap_or(0), q.limite.unwrap_or(usize::MAX))
+        .await?;
+    let mut parts = Vec::with_capacity(page.parts.len() + 2);
+    parts.push(Bytes::from_static(b"["));
+    parts.extend(page.parts);
+    parts.push(Bytes::from_static(b"]\n"));
+    let length: usize = parts.iter().map(Bytes::len).sum();
+    let stream = futures::stream::iter(parts.into_iter().map(Ok::<_, std::convert::Infallible>));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// `GET /tareas/{id}`.
+async fn get_one(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let missing = || ApiError::NotFound(format!("there is no task with id {id}"));
+    let number: u64 = id.parse().map_err(|_| missing())?;
+    let json = app.store.get(number).await?.ok_or_else(missing)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response())
+}
+
+/// `GET /health`: ok and the number of tasks in the file.
+async fn health(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let tareas = app.store.count().await?;
+    Ok(Json(serde_json::json!({ "status": "ok", "tareas": tareas })).into_response())
+}
+
+/// `GET /metrics`.
+async fn serve_metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "there is no route {method} {}; the API has /tareas, /tareas/{{id}}, /health and /metrics",
+        uri.path()
+    ))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    let allowed = if uri.path() == "/tareas" {
+        "GET and POST"
+    } else {
+        "GET"
+    };
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}; use {allowed}",
+        uri.path()
+    ))
+}
+
+/// Gives the errors made by tower layers (body limit, timeout) the same JSON
+/// shape as the handlers' errors.
+async fn json_errors(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge.into_response(),
+        StatusCode::REQUEST_TIMEOUT => ApiError::Timeout.into_response(),
+        _ => response,
+    }
+}

@@ -1,0 +1,41 @@
+//! The command line: flags, environment variables and the `healthcheck`
+//! subcommand, as the contract lists them.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A durable, concurrent task server: `GET` and `POST /tareas`, stored in
+/// one JSON file.
+#[derive(Debug, Parser)]
+#[command(name = "taskserver", version, about)]
+pub struct Cli {
+    /// Address and port to listen on.
+    #[arg(long, env = "TASKSERVER_BIND", default_value = "0.0.0.0:9000")]
+    pub bind: String,
+    /// The data file: a JSON array of tasks, created as `[]` if missing.
+    #[arg(long, env = "TASKSERVER_DATA", default_value = "tasks.json")]
+    pub data: PathBuf,
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 when `GET /health` answers 200 (for Docker's HEALTHCHECK).
+    Healthcheck {
+        /// The health URL [default: http://127.0.0.1:<port of --bind>/health]
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+impl Cli {
+    /// The health URL of a server listening on `--bind`, on this machine.
+    pub fn local_health_url(&self) -> String {
+        let port = self.bind.rsplit(':').next().unwrap_or("9000");
+        format!("http://127.0.0.1:{port}/health")
+    }
+}

@@ -1,0 +1,570 @@
+//! The data file and its in-memory index, kept in step.
+//!
+//! Everything here runs on blocking threads, under the store's mutex, with the
+//! OS lock on the file held (see [`State::locked`]). Nothing in this module
+//! knows about HTTP or about other threads.
+//!
+//! # The file's shape and how it grows
+//!
+//! ```text
+//! [
+//! {"id":1,...},
+//! {"id":2,...}            <- the anchor: the last entry, as bytes on disk
+//! ]                       <- the tail: whatever follows the anchor
+//! ```
+//!
+//! An append overwrites the tail with `,\n{"id":3,...}\n]\n`: one positioned
+//! write at the end of the anchor, whatever the file's size, never a rename.
+//!
+//! # Noticing other writers
+//!
+//! Before every read and every commit, [`State::catch_up`] rereads the bytes
+//! from the anchor to the end of the file (usually a few hundred bytes).
+//! Unchanged anchor, more entries after it: another process appended, and only
+//! those entries are parsed. Anchor gone or different (a person emptied or
+//! edited the file), or the path now names another file: the whole file is
+//! read again, and ids continue from its largest.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use super::index::Index;
+use super::scan::{self, Parsed, Start, Tail};
+use super::{Inserted, KeyConflict, NewEntry, StoreError, StoreStats};
+use crate::task::Record;
+
+/// Which OS lock an operation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// Reads: many at once, none while a commit is under way.
+    Shared,
+    /// Commits and repairs: one at a time across every process.
+    Exclusive,
+}
+
+/// What a step of catching up found that it may not do under a shared lock.
+enum CatchUp {
+    Done,
+    NeedsExclusive,
+}
+
+/// The data file, its index and what is known of its last bytes.
+#[derive(Debug)]
+pub struct State {
+    /// Where the file is; reopened if the path comes to name another file.
+    path: PathBuf,
+    /// The open data file: read, appended to and locked through this handle.
+    file: File,
+    /// Device and inode of `file`, to notice a file replaced under its path.
+    identity: (u64, u64),
+    /// Every task in the file, in id order: what reads are answered from.
+    index: Index,
+    /// Offset of the anchor: the last entry (or the `[` of an empty array).
+    anchor_at: u64,
+    /// The anchor's bytes as they are on disk, to notice a changed file.
+    anchor: Vec<u8>,
+    /// The bytes after the anchor (`\n]\n`): what a rollback restores.
+    tail: Vec<u8>,
+    /// Length of the file as last seen.
+    len: u64,
+    /// Set when the file may no longer match what we know of it (a failed
+    /// rollback, a broken file, a poisoned mutex): reread it whole next time.
+    needs_reload: bool,
+    /// Metrics the store updates.
+    stats: StoreStats,
+}
+
+impl State {
+    /// Opens (or creates) the data file. The contents are read by the first
+    /// [`State::locked`] call.
+    pub fn open(path: PathBuf, stats: StoreStats) -> Result<State, StoreError> {
+        let file = open_file(&path)?;
+        let identity = identity_of(&file, &path)?;
+        Ok(State {
+            path,
+            file,
+            identity,
+            index: Index::default(),
+            anchor_at: 0,
+            anchor: Vec::new(),
+            tail: Vec::new(),
+            len: 0,
+            needs_reload: true,
+            stats,
+        })
+    }
+
+    /// The in-memory index; only meaningful inside [`State::locked`].
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Marks the state as untrusted, so the next operation rereads the file.
+    pub fn distrust(&mut self) {
+        self.needs_reload = true;
+    }
+
+    /// Runs `f` with the OS lock held and the index caught up with the file.
+    ///
+    /// Lock order: the caller holds the store's mutex; this takes the OS lock.
+    /// A shared lock is upgraded (released, retaken exclusive) when the file
+    /// needs a repair or its first `[]`.
+    pub fn locked<T>(
+        &mut self,
+        want: Lock,
+        f: impl FnOnce(&mut State) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut lock = want;
+        loop {
+            self.follow_path()?;
+            let taken = match lock {
+                Lock::Shared => fs4::FileExt::lock_shared(&self.file),
+                Lock::Exclusive => fs4::FileExt::lock(&self.file),
+            };
+            taken.map_err(|e| self.io("lock", e))?;
+            let result = match self.catch_up(lock) {
+                Ok(CatchUp::Done) => f(self),
+                Ok(CatchUp::NeedsExclusive) => {
+                    let _ = fs4::FileExt::unlock(&self.file);
+                    lock = Lock::Exclusive;
+                    continue;
+                }
+                Err(e) => Err(e),
+            };
+            // Closing or unlocking cannot lose data: everything was synced.
+            let _ = fs4::FileExt::unlock(&self.file);
+            return result;
+        }
+    }
+
+    /// Reopens the file if its path now names another file (an editor saved
+    /// it by rename, or it was deleted), so we never write to a ghost.
+    fn follow_path(&mut self) -> Result<(), StoreError> {
+        let current = match std::fs::metadata(&self.path) {
+            Ok(m) => Some((m.dev(), m.ino())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.io("inspect", e)),
+        };
+        if current != Some(self.identity) {
+            tracing::warn!(path = %self.path.display(), "the data file was replaced or removed; reopening it");
+            self.file = open_file(&self.path)?;
+            self.identity = identity_of(&self.file, &self.path)?;
+            self.needs_reload = true;
+        }
+        Ok(())
+    }
+
+    /// Brings the index up to date with the file (see the module docs).
+    fn catch_up(&mut self, lock: Lock) -> Result<CatchUp, StoreError> {
+        if self.needs_reload {
+            return self.reload(lock);
+        }
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| self.io("inspect", e))?
+            .len();
+        let anchor_end = self.anchor_at + self.anchor.len() as u64;
+        if len < anchor_end {
+            return self.reload(lock);
+        }
+        let mut buf = vec![0; (len - self.anchor_at) as usize];
+        self.file
+            .read_exact_at(&mut buf, self.anchor_at)
+            .map_err(|e| self.io("read", e))?;
+        if !buf.starts_with(&self.anchor) {
+            return self.reload(lock);
+        }
+        let rest = &buf[self.anchor.len()..];
+        if len == self.len && rest == self.tail.as_slice() {
+            return Ok(CatchUp::Done);
+        }
+        let mut appended = Vec::new();
+        let start = Start::AfterEntry {
+            empty: self.index.is_empty(),
+        };
+        let Ok(scan) = scan::scan(rest, start, |p| appended.push(p)) else {
+            // Reread whole, so the error names the right line.
+            return self.reload(lock);
+        };
+        if appended
+            .iter()
+            .zip(std::iter::once(self.index.max_id()).chain(appended.iter().map(|p| p.record.id)))
+            .any(|(p, before)| p.record.id <= before)
+        {
+            // Someone appended ids out of order by hand: rebuild sorted.
+            return self.reload(lock);
+        }
+        if matches!(scan.tail, Tail::Torn { .. }) && lock == Lock::Shared {
+            return Ok(CatchUp::NeedsExclusive);
+        }
+        for p in &appended {
+            self.index.push(&p.record);
+        }
+        let last = scan.last.map(|r| shift(r, self.anchor.len()));
+        self.settle(
+            &buf,
+            self.anchor_at,
+            last,
+            shift_tail(scan.tail, self.anchor.len()),
+        )?;
+        Ok(CatchUp::Done)
+    }
+
+    /// Reads the whole file and rebuilds the index.
+    fn reload(&mut self, lock: Lock) -> Result<CatchUp, StoreError> {
+        self.needs_reload = true;
+        let started = Instant::now();
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| self.io("inspect", e))?
+            .len();
+        let mut buf = vec![0; len as usize];
+        self.file
+            .read_exact_at(&mut buf, 0)
+            .map_err(|e| self.io("read", e))?;
+        let (index, scan) = build_index(&buf).map_err(|broken| StoreError::Corrupt {
+            path: self.path.clone(),
+            broken,
+        })?;
+        if matches!(scan.tail, Tail::Empty | Tail::Torn { .. }) && lock == Lock::Shared {
+            return Ok(CatchUp::NeedsExclusive);
+        }
+        self.index = index;
+        let last = match (scan.last, scan.open) {
+            (Some(last), _) => Some(last),
+            (None, Some(open)) => Some(open..open + 1),
+            (None, None) => None,
+        };
+        self.settle(&buf, 0, last, scan.tail)?;
+        self.needs_reload = false;
+        tracing::info!(
+            path = %self.path.display(),
+            tasks = self.index.len(),
+            bytes = len,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "data file loaded"
+        );
+        Ok(CatchUp::Done)
+    }
+
+    /// Records the new anchor and tail after a scan of `buf` (which starts at
+    /// file offset `base`), repairing a torn tail or an empty file first.
+    /// `last` is the new anchor within `buf`, `None` to keep the current one.
+    fn settle(
+        &mut self,
+        buf: &[u8],
+        base: u64,
+        last: Option<std::ops::Range<usize>>,
+        tail: Tail,
+    ) -> Result<(), StoreError> {
+        if let Some(last) = &last {
+            self.anchor_at = base + last.start as u64;
+            self.anchor = buf[last.clone()].to_vec();
+        }
+        let anchor_end = (self.anchor_at - base) as usize + self.anchor.len();
+        match tail {
+            Tail::Closed { .. } => {
+                self.tail = buf[anchor_end..].to_vec();
+                self.len = base + buf.len() as u64;
+            }
+            Tail::Empty => {
+                // A missing or empty file starts as `[]`.
+                self.rewrite_tail(0, b"[]\n")?;
+                self.anchor_at = 0;
+                self.anchor = b"[".to_vec();
+                self.tail = b"]\n".to_vec();
+                self.len = 3;
+            }
+            Tail::Torn { good_end, reason } => {
+                let dropped = &buf[good_end..];
+                let side = self.save_torn_tail(dropped)?;
+                let at = base + good_end as u64;
+                self.rewrite_tail(at, b"\n]\n")?;
+                tracing::warn!(
+                    path = %self.path.display(),
+                    dropped_bytes = dropped.len(),
+                    kept_tasks = self.index.len(),
+                    side_file = %side.display(),
+                    found = %reason,
+                    "repaired an incomplete last entry left by a crash during a write; the dropped bytes are kept in the side file"
+                );
+                self.tail = b"\n]\n".to_vec();
+                self.len = at + 3;
+            }
+        }
+        self.stats.tasks.set(self.index.len() as i64);
+        Ok(())
+    }
+
+    /// Truncates the file at `at`, writes `bytes` there and syncs.
+    fn rewrite_tail(&mut self, at: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let result = self
+            .file
+            .set_len(at)
+            .and_then(|()| self.file.write_all_at(bytes, at))
+            .and_then(|()| self.file.sync_data());
+        result.map_err(|e| self.io("repair", e))
+    }
+
+    /// Keeps the bytes a repair drops in `<data file>.torn-<millis>`.
+    fn save_torn_tail(&self, dropped: &[u8]) -> Result<PathBuf, StoreError> {
+        let millis = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".torn-{millis}"));
+        let side = PathBuf::from(name);
+        let write = || -> io::Result<()> {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&side)?;
+            file.write_all_at(dropped, 0)?;
+            file.sync_all()?;
+            sync_parent(&side)
+        };
+        write().map_err(|e| StoreError::Io {
+            action: "save the torn tail (nothing was repaired) to",
+            path: side.clone(),
+            source: e.into(),
+        })?;
+        Ok(side)
+    }
+
+    /// Stores new tasks: assigns ids, appends them in one write, syncs.
+    ///
+    /// Called by the committer inside [`State::locked`] with the exclusive
+    /// lock. Either every new task of the batch is durable, or none is and
+    /// the file is as it was.
+    pub fn commit(
+        &mut self,
+        items: &[&NewEntry],
+    ) -> Result<Vec<Result<Inserted, KeyConflict>>, StoreError> {
+        enum Outcome {
+            Done(Result<Inserted, KeyConflict>),
+            /// The n-th new record; `created` is false for an in-batch replay.
+            New(usize, bool),
+        }
+        let creada_en = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut next_id = self.index.max_id() + 1;
+        let mut records: Vec<Record> = Vec::new();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let key = item.idempotency_key.as_deref();
+            if let Some(id) = key.and_then(|k| self.index.id_for_key(k)) {
+                let json = self.index.get(id).expect("keys point at stored tasks");
+                let stored: Record = serde_json::from_slice(&json).expect("the index holds tasks");
+                outcomes.push(Outcome::Done(if stored.same_task(&item.task) {
+                    Ok(Inserted {
+                        id,
+                        json,
+                        created: false,
+                    })
+                } else {
+                    Err(KeyConflict { id })
+                }));
+                continue;
+            }
+            if let Some(n) = key.and_then(|k| {
+                records
+                    .iter()
+                    .position(|r| r.idempotency_key.as_deref() == Some(k))
+            }) {
+                outcomes.push(if records[n].same_task(&item.task) {
+                    Outcome::New(n, false)
+                } else {
+                    Outcome::Done(Err(KeyConflict { id: records[n].id }))
+                });
+                continue;
+            }
+            outcomes.push(Outcome::New(records.len(), true));
+            records.push(Record::new(
+                next_id,
+                &item.task,
+                creada_en.clone(),
+                key.map(str::to_owned),
+            ));
+            next_id += 1;
+        }
+        let mut public = Vec::with_capacity(records.len());
+        if !records.is_empty() {
+            self.append(&records)?;
+            for r in &records {
+                self.index.push(r);
+                public.push(self.index.get(r.id).expect("just pushed"));
+            }
+            self.stats.tasks.set(self.index.len() as i64);
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Done(result) => result,
+                Outcome::New(n, created) => Ok(Inserted {
+                    id: records[n].id,
+                    json: public[n].clone(),
+                    created,
+                }),
+            })
+            .collect())
+    }
+
+    /// Writes `records` after the anchor and syncs; rolls back on failure.
+    fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let at = self.anchor_at + self.anchor.len() as u64;
+        let mut bytes = Vec::with_capacity(records.len() * 200 + 3);
+        let mut last = 0..0;
+        for (i, r) in records.iter().enumerate() {
+            let first_in_file = i == 0 && self.index.is_empty();
+            bytes.extend_from_slice(if first_in_file { b"\n" } else { b",\n" });
+            let start = bytes.len();
+            bytes.extend_from_slice(&r.file_json());
+            last = start..bytes.len();
+        }
+        bytes.extend_from_slice(b"\n]\n");
+        let new_len = at + bytes.len() as u64;
+
+        let written = self.file.write_all_at(&bytes, at).and_then(|()| {
+            // A hand-written tail longer than ours leaves whitespace only,
+            // but trimming it keeps the file exactly what we wrote.
+            if new_len < self.len {
+                self.file.set_len(new_len)?;
+            }
+            let started = Instant::now();
+            self.file.sync_data()?;
+            self.stats
+                .fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            Ok(())
+        });
+        if let Err(e) = written {
+            self.roll_back(at);
+            return Err(self.io("write", e));
+        }
+        self.stats.batch_size.observe(records.len() as f64);
+        self.anchor_at = at + last.start as u64;
+        self.anchor = bytes[last].to_vec();
+        self.tail = b"\n]\n".to_vec();
+        self.len = new_len;
+        Ok(())
+    }
+
+    /// Puts back the bytes an append overwrote (a failed or short write, a
+    /// failed sync), so the file is again what it was before the commit.
+    fn roll_back(&mut self, at: u64) {
+        let restored = self
+            .file
+            .set_len(self.len)
+            .and_then(|()| self.file.write_all_at(&self.tail, at))
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = restored {
+            // The file may now end in a partial entry: the next operation
+            // rereads it and repairs it like a crash's leftovers.
+            tracing::error!(path = %self.path.display(), error = %e, "could not roll back a failed write; the file will be checked and repaired before the next operation");
+            self.needs_reload = true;
+        }
+    }
+
+    fn io(&self, action: &'static str, e: io::Error) -> StoreError {
+        StoreError::Io {
+            action,
+            path: self.path.clone(),
+            source: e.into(),
+        }
+    }
+}
+
+/// Builds the index of a whole file. Entries are streamed into the index;
+/// a file whose ids are not increasing (edited by hand) is read a second
+/// time and sorted, and one with a duplicate id is refused.
+fn build_index(buf: &[u8]) -> Result<(Index, scan::Scan), scan::Broken> {
+    let mut index = Index::default();
+    let mut out_of_order = false;
+    let scan = scan::scan(buf, Start::File, |p: Parsed| {
+        if out_of_order || p.record.id <= index.max_id() {
+            out_of_order = true;
+        } else {
+            index.push(&p.record);
+        }
+    })?;
+    if !out_of_order {
+        return Ok((index, scan));
+    }
+    let mut all: Vec<Parsed> = Vec::new();
+    let scan = scan::scan(buf, Start::File, |p| all.push(p))?;
+    all.sort_by_key(|p| p.record.id);
+    let mut index = Index::default();
+    for (i, p) in all.iter().enumerate() {
+        if i > 0 && all[i - 1].record.id == p.record.id {
+            let message = format!(
+                "task id {} appears twice; ids must be unique: give one of them another id",
+                p.record.id
+            );
+            let at = p.start.max(all[i - 1].start);
+            return Err(scan::broken(buf, at, message));
+        }
+        index.push(&p.record);
+    }
+    Ok((index, scan))
+}
+
+fn shift(r: std::ops::Range<usize>, by: usize) -> std::ops::Range<usize> {
+    r.start + by..r.end + by
+}
+
+fn shift_tail(tail: Tail, by: usize) -> Tail {
+    match tail {
+        Tail::Closed { close } => Tail::Closed { close: close + by },
+        Tail::Torn { good_end, reason } => Tail::Torn {
+            good_end: good_end + by,
+            reason,
+        },
+        Tail::Empty => Tail::Empty,
+    }
+}
+
+fn open_file(path: &Path) -> Result<File, StoreError> {
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StoreError::Io {
+            action: "open for reading and writing",
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+    if !existed {
+        // The new file's name must survive a power cut too.
+        sync_parent(path).map_err(|e| StoreError::Io {
+            action: "sync the directory of",
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+    }
+    Ok(file)
+}
+
+fn identity_of(file: &File, path: &Path) -> Result<(u64, u64), StoreError> {
+    let m = file.metadata().map_err(|e| StoreError::Io {
+        action: "inspect",
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    Ok((m.dev(), m.ino()))
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
