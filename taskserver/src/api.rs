@@ -129,6 +129,16 @@ fn parse_task(
             rejection.body_text()
         )),
     })?;
+    // serde would also read a task from an array (`["titulo"]`): only an
+    // object is a task. Anything else is a 400 or a 422 by its syntax.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                Ok(_) => ApiError::InvalidTask("the body must be a JSON object".into()),
+                Err(e) => ApiError::BadJson(e.to_string()),
+            },
+        );
+    }
     serde_json::from_slice::<NewTask>(&body).map_err(|e| {
         let detail = e.to_string();
         match e.classify() {

@@ -143,6 +143,11 @@ pub fn scan(buf: &[u8], start: Start, mut sink: impl FnMut(Parsed)) -> Result<Sc
                 return fail(last, pos, good_end, msg);
             }
         }
+        if buf.get(pos).is_some_and(|b| *b != b'{') {
+            // serde would read a record from an array too; only objects are tasks.
+            let msg = "expected a task: a JSON object `{...}`".to_owned();
+            return fail(last, pos, good_end, msg);
+        }
         let mut stream = Deserializer::from_slice(&buf[pos..]).into_iter::<Record>();
         match stream.next() {
             Some(Ok(record)) => {
@@ -321,6 +326,7 @@ mod tests {
             ),
             (format!("[\n{T1}\n]\n]"), 4),
             (format!("[\n{T1},\n{T1} x\n]\n"), 3),
+            (format!("[\n{T1},\n[3, \"t\"]\n]\n"), 3),
         ];
         for (text, line) in cases {
             let err = scan_all(text.as_bytes(), Start::File).unwrap_err();

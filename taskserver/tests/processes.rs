@@ -1,0 +1,249 @@
+//! Through the real binary on port 0 and a temporary directory: concurrency,
+//! several processes on one file, graceful shutdown and restarts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use common::{client, data_dir, list_ids, post, read_tasks, Server};
+use futures::future::join_all;
+
+mod common;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_clients_of_100_concurrent_posts_store_all_200() {
+    let (_dir, path) = data_dir();
+    let server = Server::start(&path);
+    let url = server.url("");
+    let clients: Vec<_> = ["client1", "client2"]
+        .into_iter()
+        .map(|name| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let http = client();
+                let sends = (1..=100).map(|i| {
+                    let http = http.clone();
+                    let url = url.clone();
+                    async move { post(&http, &url, &format!("Tarea {i} de {name}"), None).await }
+                });
+                join_all(sends).await
+            })
+        })
+        .collect();
+    let mut acked = BTreeMap::new();
+    for client in clients {
+        for result in client.await.unwrap() {
+            let (status, task) = result.expect("request failed");
+            assert_eq!(status, 201, "{task}");
+            let id = task["id"].as_u64().unwrap();
+            assert!(acked.insert(id, task).is_none(), "id {id} given twice");
+        }
+    }
+    assert_eq!(acked.len(), 200);
+    let stored = read_tasks(&path);
+    assert_eq!(stored.len(), 200, "the file must hold all 200 tasks");
+    for task in &stored {
+        assert_eq!(&acked[&task["id"].as_u64().unwrap()], task);
+    }
+    let batches = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    println!(
+        "group commit: {}",
+        batches
+            .lines()
+            .find(|l| l.starts_with("taskserver_commit_batch_size_count"))
+            .unwrap()
+    );
+}
+
+/// Three processes on one file under concurrent load: no loss, no duplicate,
+/// unique ids, and every GET (on any process) sees every task acknowledged
+/// (by any process) before that GET began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_share_one_file() {
+    const PER_SERVER: usize = 150;
+    const CONCURRENCY: usize = 16;
+    let (_dir, path) = data_dir();
+    let servers: Vec<Server> = (0..3).map(|_| Server::start(&path)).collect();
+    let urls: Vec<String> = servers.iter().map(|s| s.url("")).collect();
+    let acked = Arc::new(Mutex::new(BTreeMap::<u64, String>::new()));
+    let writers_done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    let mut writers = Vec::new();
+    for (s, url) in urls.iter().enumerate() {
+        for w in 0..CONCURRENCY {
+            let (url, acked, done) = (url.clone(), acked.clone(), writers_done.clone());
+            writers.push(tokio::spawn(async move {
+                let http = client();
+                for i in (w..PER_SERVER).step_by(CONCURRENCY) {
+                    let titulo = format!("server{s} task{i}");
+                    let (status, task) = post(&http, &url, &titulo, None).await.unwrap();
+                    assert_eq!(status, 201, "{task}");
+                    let id = task["id"].as_u64().unwrap();
+                    let before = acked.lock().unwrap().insert(id, titulo);
+                    assert!(before.is_none(), "id {id} acknowledged twice");
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }));
+        }
+    }
+    let total_writers = writers.len();
+    let mut readers = Vec::new();
+    for url in urls.clone() {
+        let (acked, done) = (acked.clone(), writers_done.clone());
+        readers.push(tokio::spawn(async move {
+            let http = client();
+            let mut checks = 0;
+            while done.load(std::sync::atomic::Ordering::SeqCst) < total_writers || checks == 0 {
+                let before: BTreeSet<u64> = acked.lock().unwrap().keys().copied().collect();
+                let seen: BTreeSet<u64> = list_ids(&http, &url).await.into_iter().collect();
+                let missing: Vec<_> = before.difference(&seen).collect();
+                assert!(
+                    missing.is_empty(),
+                    "GET on {url} misses acknowledged ids {missing:?}"
+                );
+                checks += 1;
+            }
+            checks
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let checks: Vec<usize> = join_all(readers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), 3 * PER_SERVER);
+    let stored = read_tasks(&path);
+    let stored_titles: BTreeMap<u64, String> = stored
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_u64().unwrap(),
+                t["titulo"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored_titles, acked,
+        "the file holds exactly the acknowledged tasks"
+    );
+    for url in &urls {
+        let http = client();
+        assert_eq!(list_ids(&http, url).await.len(), 3 * PER_SERVER);
+    }
+    println!(
+        "three processes: {} tasks, GET checks per process: {checks:?}",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_in_flight_requests_and_exits_0() {
+    let (_dir, path) = data_dir();
+    let server = Server::start(&path);
+    let url = server.url("");
+    let http = client();
+    let sends: Vec<_> = (0..200)
+        .map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move { post(&http, &url, &format!("t{i}"), None).await })
+        })
+        .collect();
+    // Wait until the server has acknowledged something, then stop it while
+    // the rest is in flight.
+    loop {
+        let (status, _) = post(&http, &url, "marker", None).await.unwrap();
+        assert_eq!(status, 201);
+        if read_tasks(&path).len() > 20 {
+            break;
+        }
+    }
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let stored: BTreeSet<u64> = read_tasks(&path)
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    let mut acked = 0;
+    for send in sends {
+        if let Ok((201, task)) = send.await.unwrap() {
+            acked += 1;
+            assert!(
+                stored.contains(&task["id"].as_u64().unwrap()),
+                "acknowledged task lost: {task}"
+            );
+        }
+    }
+    println!(
+        "SIGTERM under load: {acked} acknowledged, {} stored",
+        stored.len()
+    );
+}
+
+#[tokio::test]
+async fn idempotency_key_survives_a_restart() {
+    let (_dir, path) = data_dir();
+    let server = Server::start(&path);
+    let http = client();
+    let (status, first) = post(&http, &server.url(""), "una vez", Some("k-1"))
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    server.kill9();
+    let server = Server::start(&path);
+    let (status, again) = post(&http, &server.url(""), "una vez", Some("k-1"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first);
+    let (status, _) = post(&http, &server.url(""), "otra", Some("k-1"))
+        .await
+        .unwrap();
+    assert_eq!(status, 422);
+    assert_eq!(read_tasks(&path).len(), 1);
+}
+
+/// A person empties the file, or replaces it by rename, while the server runs.
+#[tokio::test]
+async fn a_reset_or_replaced_file_is_noticed() {
+    let (dir, path) = data_dir();
+    let server = Server::start(&path);
+    let http = client();
+    for i in 0..3 {
+        assert_eq!(
+            post(&http, &server.url(""), &format!("t{i}"), None)
+                .await
+                .unwrap()
+                .0,
+            201
+        );
+    }
+    std::fs::write(&path, "[]").unwrap(); // echo "[]" > tasks.json
+    assert_eq!(list_ids(&http, &server.url("")).await, Vec::<u64>::new());
+    let (_, task) = post(&http, &server.url(""), "after reset", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        task["id"], 1,
+        "ids continue from the largest id in the file"
+    );
+
+    let other = dir.path().join("edited.json");
+    std::fs::write(&other, r#"[{"id": 10, "titulo": "by hand"}]"#).unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    assert_eq!(list_ids(&http, &server.url("")).await, vec![10]);
+    let (_, task) = post(&http, &server.url(""), "after edit", None)
+        .await
+        .unwrap();
+    assert_eq!(task["id"], 11);
+    assert_eq!(read_tasks(&path).len(), 2);
+}
