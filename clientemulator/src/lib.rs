@@ -1,1 +1,99 @@
+//! `clientemulator`: an honest concurrent load generator for the `/tareas`
+//! API that proves nothing was lost.
+//!
+//! Load tools such as oha or wrk count responses; this one also reads the
+//! server's tasks back and checks, task by task, what was really stored.
+//! A run has three phases:
+//!
+//! 1. **Wait**: poll `GET /health` for up to `--wait` (compose starts the
+//!    clients before the server listens).
+//! 2. **Send**: `-n` tasks (or for `-z` seconds) over `-c` workers, closed
+//!    model, or at a fixed `-q` rate (open model).
+//! 3. **Verify**: read every stored task, page by page, and judge this run's.
+//!
+//! # Guarantees
+//!
+//! - **Every task is identifiable.** Task `k` of client `C` in run `R` has
+//!   `titulo` `"Tarea k de C"`, `cliente` `C`, and `descripcion`
+//!   `"clientemulator run R, task k"`. `R` is 64 random bits, new per run, so
+//!   other clients' tasks and earlier runs in the same file are told apart
+//!   and never change this run's verdict.
+//! - **A retry can never store a task twice** on a server that keeps the
+//!   contract: every attempt of a task carries the same body and the same
+//!   `Idempotency-Key: R-k`. Timeouts, connection errors and 5xx are retried
+//!   (`--retries`, default 3); 4xx answers are final.
+//! - **Acknowledged** means the server answered 200 or 201. A task that got
+//!   no answer on some attempt and no acknowledgement later has an *unknown*
+//!   outcome: it counts as failed, never as success, and the read-back says
+//!   whether it was stored after all.
+//! - **Success is never reported unless it happened.** Exit status 0 needs
+//!   every planned task sent and acknowledged and, unless `--no-verify`,
+//!   found stored exactly once with exactly the content sent. A read-back
+//!   that fails makes the run fail. Exit 1 otherwise; 2 for bad usage or a
+//!   server that never answered `GET /health`.
+//! - **Memory stays flat.** Latencies go into HDR histograms; a task costs
+//!   three bits of bitset at most; the read-back holds one page at a time.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the flags and env vars of the contract, checked into a [`Config`].
+//! - [`client`]: the HTTP client, the wait for `/health`, and the workers.
+//! - [`stats`]: what sending remembers: per-task outcomes (the ledger) and
+//!   sharded latency, status and error counters.
+//! - [`verify`]: the paginated read-back and the per-task judgement.
+//! - [`report`]: the report, printed for people or as JSON, and the verdict.
+//!
+//! [`run`] ties the three phases together; `main.rs` only parses, runs,
+//! prints and exits.
 
+pub mod cli;
+pub mod client;
+pub mod report;
+pub mod stats;
+pub mod verify;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use cli::{Args, Config};
+pub use report::Report;
+
+/// Why a run produced no report. Both mean exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
+}
+
+impl RunError {
+    pub fn exit_status(&self) -> u8 {
+        2
+    }
+}
+
+/// Runs the three phases and returns the report. `stop` completing (Ctrl-C
+/// in the binary) ends the sending early; tasks in flight still finish and
+/// the read-back still happens, so the report stays true.
+pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<Report, RunError> {
+    let http = client::http_client(&config)?;
+    let waited = if config.wait.is_zero() {
+        Duration::ZERO
+    } else {
+        client::wait_for_server(&http, &config.health_url, config.wait).await?
+    };
+    let load = client::send(&http, &config, stop).await;
+    let (verification, verify_time) = if config.verify {
+        let started = Instant::now();
+        let result = verify::read_back(&http, &config, &load.ledger).await;
+        (Some(result), started.elapsed())
+    } else {
+        (None, Duration::ZERO)
+    };
+    Ok(Report::new(
+        &config,
+        waited,
+        &load,
+        verification,
+        verify_time,
+    ))
+}
