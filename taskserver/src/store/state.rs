@@ -483,7 +483,8 @@ impl State {
 /// a file whose ids are not increasing (edited by hand) is read a second
 /// time and sorted, and one with a duplicate id is refused.
 fn build_index(buf: &[u8]) -> Result<(Index, scan::Scan), scan::Broken> {
-    let mut index = Index::default();
+    // Our entries take about 200 bytes; a generous guess costs little.
+    let mut index = Index::with_capacity(buf.len() / 160);
     let mut out_of_order = false;
     let scan = scan::scan(buf, Start::File, |p: Parsed| {
         if out_of_order || p.record.id <= index.max_id() {
