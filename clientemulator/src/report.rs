@@ -60,6 +60,8 @@ pub struct Report {
     pub unexpected: Option<u64>,
     /// Tasks read from the server, of all clients and runs.
     pub tasks_read: Option<u64>,
+    /// Of `tasks_read`, those carrying this run's id (copies included).
+    pub found: Option<u64>,
     /// Why the read-back failed, when it did.
     pub verify_error: Option<String>,
     /// Sending time, from the first task's start to the last one's end.
@@ -179,6 +181,7 @@ impl Report {
             stored_unacknowledged: pick(|v| v.stored_unacknowledged),
             unexpected: pick(|v| v.unexpected),
             tasks_read: pick(|v| v.tasks_read),
+            found: pick(|v| v.found),
             verify_error,
             elapsed_seconds: elapsed,
             throughput_per_second: per_second(ledger.acknowledged()),
@@ -422,10 +425,11 @@ impl fmt::Display for Report {
             }
             _ => writeln!(
                 f,
-                "{:<14}{} tasks in {:.2} s, this run's among them",
+                "{:<14}{} tasks in {:.2} s, {} of them from this run",
                 "Read back",
                 self.tasks_read.unwrap_or(0),
-                self.verify_seconds.unwrap_or(0.0)
+                self.verify_seconds.unwrap_or(0.0),
+                self.found.unwrap_or(0)
             )?,
         }
         writeln!(f)?;
