@@ -46,6 +46,11 @@ impl Metrics {
         );
         registry.register("tasks", "Tasks in the data file", store.tasks.clone());
         registry.register(
+            "tasks_written",
+            "Tasks appended to the data file by this process",
+            store.written.clone(),
+        );
+        registry.register(
             "commit_batch_size",
             "Tasks written by one commit (one write and one fdatasync)",
             store.batch_size.clone(),

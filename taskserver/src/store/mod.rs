@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tokio::sync::{mpsc, oneshot};
@@ -117,6 +118,8 @@ fn hint(e: &io::Error) -> &'static str {
 pub struct StoreStats {
     /// Tasks in the file.
     pub tasks: Gauge,
+    /// Tasks this process appended: what the activity log line reports.
+    pub written: Counter,
     /// Tasks written per commit: how well group commit groups.
     pub batch_size: Histogram,
     /// Time of each `fdatasync`: the floor of a write's latency.
@@ -127,6 +130,7 @@ impl Default for StoreStats {
     fn default() -> Self {
         StoreStats {
             tasks: Gauge::default(),
+            written: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         }

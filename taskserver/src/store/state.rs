@@ -447,6 +447,7 @@ impl State {
             return Err(self.io("write", e));
         }
         self.stats.batch_size.observe(records.len() as f64);
+        self.stats.written.inc_by(records.len() as u64);
         self.anchor_at = at + last.start as u64;
         self.anchor = bytes[last].to_vec();
         self.tail = b"\n]\n".to_vec();
