@@ -125,6 +125,11 @@ impl State {
                 Lock::Exclusive => fs4::FileExt::lock(&self.file),
             };
             taken.map_err(|e| self.io("lock", e))?;
+            if self.path_identity()? != Some(self.identity) {
+                // Replaced while we waited for the lock: lock the new file.
+                let _ = fs4::FileExt::unlock(&self.file);
+                continue;
+            }
             let result = match self.catch_up(lock) {
                 Ok(CatchUp::Done) => f(self),
                 Ok(CatchUp::NeedsExclusive) => {
@@ -143,18 +148,22 @@ impl State {
     /// Reopens the file if its path now names another file (an editor saved
     /// it by rename, or it was deleted), so we never write to a ghost.
     fn follow_path(&mut self) -> Result<(), StoreError> {
-        let current = match std::fs::metadata(&self.path) {
-            Ok(m) => Some((m.dev(), m.ino())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.io("inspect", e)),
-        };
-        if current != Some(self.identity) {
+        if self.path_identity()? != Some(self.identity) {
             tracing::warn!(path = %self.path.display(), "the data file was replaced or removed; reopening it");
             self.file = open_file(&self.path)?;
             self.identity = identity_of(&self.file, &self.path)?;
             self.needs_reload = true;
         }
         Ok(())
+    }
+
+    /// Device and inode of the file the path names now; `None` if none.
+    fn path_identity(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Ok(Some((m.dev(), m.ino()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("inspect", e)),
+        }
     }
 
     /// Brings the index up to date with the file (see the module docs).
