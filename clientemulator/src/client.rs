@@ -66,6 +66,9 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, ClientError> {
         .pool_max_idle_per_host(config.concurrency)
         .timeout(config.timeout)
         .connect_timeout(config.timeout)
+        // A redirected POST would come back as a GET whose 200 looks like an
+        // acknowledgement: only the server's own answer counts.
+        .redirect(reqwest::redirect::Policy::none())
         // Small JSON requests: do not let Nagle's algorithm hold them back.
         .tcp_nodelay(true)
         // Load must go straight to the server under test, never through a
@@ -296,13 +299,11 @@ impl Shared {
         let mut maybe_stored = false;
         let mut attempt = 0;
         loop {
-            match self.attempt(worker, body.clone(), key.clone()).await {
-                Attempt::Acknowledged => {
-                    self.recorder
-                        .shard(worker)
-                        .record_latency(started.elapsed());
-                    return TaskOutcome::Acknowledged;
-                }
+            match self
+                .attempt(worker, body.clone(), key.clone(), started)
+                .await
+            {
+                Attempt::Acknowledged => return TaskOutcome::Acknowledged,
                 Attempt::Refused => break,
                 Attempt::Retryable => {}
                 Attempt::NoAnswer => maybe_stored = true,
@@ -321,7 +322,15 @@ impl Shared {
         }
     }
 
-    async fn attempt(&self, worker: usize, body: Bytes, key: HeaderValue) -> Attempt {
+    /// One POST. Its status (and, when acknowledged, the task's latency from
+    /// `started`) is recorded under a single lock of the worker's shard.
+    async fn attempt(
+        &self,
+        worker: usize,
+        body: Bytes,
+        key: HeaderValue,
+        started: Instant,
+    ) -> Attempt {
         let sent = self
             .http
             .post(self.tasks_url.clone())
@@ -337,9 +346,13 @@ impl Shared {
                 // pool; its content is not needed, verification reads the
                 // stored tasks themselves. The status has already decided.
                 while let Ok(Some(_)) = response.chunk().await {}
-                self.recorder.shard(worker).record_status(status);
+                let mut shard = self.recorder.shard(worker);
+                shard.record_status(status);
                 match status {
-                    200 | 201 => Attempt::Acknowledged,
+                    200 | 201 => {
+                        shard.record_latency(started.elapsed());
+                        Attempt::Acknowledged
+                    }
                     500..=599 => Attempt::Retryable,
                     _ => Attempt::Refused,
                 }

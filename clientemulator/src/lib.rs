@@ -58,6 +58,10 @@ use std::time::{Duration, Instant};
 pub use cli::{Args, Config};
 pub use report::Report;
 
+/// Above this many workers (`-c`, which defaults to `-n`) a run risks the
+/// open-file limit; it still runs, after a warning.
+const MANY_CONNECTIONS: usize = 10_000;
+
 /// Why a run produced no report. Both mean exit status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -81,6 +85,13 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<Repor
     } else {
         client::wait_for_server(&http, &config.health_url, config.wait).await?
     };
+    if config.concurrency > MANY_CONNECTIONS {
+        eprintln!(
+            "clientemulator: warning: {} requests at once means as many connections; \
+             the system may refuse some (open-file limit). Set -c to send in waves.",
+            config.concurrency
+        );
+    }
     let load = client::send(&http, &config, stop).await;
     let (verification, verify_time) = if config.verify {
         let started = Instant::now();
@@ -96,4 +107,23 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<Repor
         verification,
         verify_time,
     ))
+}
+
+/// The stop signal of the binary: completes on the first Ctrl-C, so that
+/// sending stops and the report is still printed. A second Ctrl-C, or one
+/// after sending has ended (when nobody waits for this future any more),
+/// quits at once with status 130. Must be called inside the runtime.
+pub fn stop_on_ctrl_c() -> impl Future<Output = ()> + Send + 'static {
+    let (interrupt, interrupted) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        if interrupt.send(()).is_ok() {
+            eprintln!("clientemulator: interrupted; finishing the requests in flight (Ctrl-C again quits)");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        std::process::exit(130);
+    });
+    async {
+        let _ = interrupted.await;
+    }
 }

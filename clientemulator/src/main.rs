@@ -1,9 +1,8 @@
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use clientemulator::{Args, Report};
+use clientemulator::Args;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -11,39 +10,17 @@ async fn main() -> ExitCode {
     let json = args.json;
     let config = match args.into_config() {
         Ok(config) => config,
-        Err(error) => return fail(anyhow::Error::new(error), 2),
+        Err(error) => return fail(error.into(), 2),
     };
-    // First Ctrl-C: stop sending and report. Another, or one after sending
-    // ended, quits at once.
-    let (interrupt, interrupted) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("clientemulator: interrupted; finishing requests in flight (Ctrl-C again quits)");
-        if interrupt.send(()).is_ok() {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        std::process::exit(130);
-    });
-    match clientemulator::run(config, async {
-        let _ = interrupted.await;
-    })
-    .await
-    {
-        Ok(report) => match print(&report, json) {
+    match clientemulator::run(config, clientemulator::stop_on_ctrl_c()).await {
+        Ok(report) => match report
+            .write_to(std::io::stdout().lock(), json)
+            .context("writing the report to stdout")
+        {
             Ok(()) => ExitCode::from(report.exit_status()),
             Err(error) => fail(error, 1),
         },
         Err(error) => fail(error.into(), 2),
-    }
-}
-
-fn print(report: &Report, json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer(&mut out, report).context("writing the JSON report to stdout")?;
-        writeln!(out).context("writing the JSON report to stdout")
-    } else {
-        write!(out, "{report}").context("writing the report to stdout")
     }
 }
 

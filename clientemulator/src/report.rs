@@ -218,7 +218,8 @@ impl Report {
     /// Success: the whole run went out, every task was acknowledged, and
     /// (unless skipped) the read-back found each exactly once and nothing else.
     fn judge(&self) -> bool {
-        let complete = self.planned.is_none_or(|n| self.sent == n);
+        // Cut short by Ctrl-C is not the run that was asked for, in either mode.
+        let complete = !self.interrupted && self.planned.is_none_or(|n| self.sent == n);
         let verified = match self.verification {
             VerificationState::Skipped => true,
             VerificationState::Failed => false,
@@ -230,6 +231,16 @@ impl Report {
             }
         };
         complete && self.failed == 0 && verified
+    }
+
+    /// Prints the report: the human summary, or one JSON object on one line.
+    pub fn write_to(&self, mut out: impl std::io::Write, json: bool) -> std::io::Result<()> {
+        if json {
+            serde_json::to_writer(&mut out, self)?;
+            writeln!(out)
+        } else {
+            write!(out, "{self}")
+        }
     }
 
     /// The process exit status for this report (2 is only for errors that
@@ -269,8 +280,12 @@ impl Report {
         if let Some(n) = self.unexpected.filter(|&n| n > 0) {
             line += &format!(", {n} unexpected");
         }
-        if let (Some(planned), true) = (self.planned, self.interrupted) {
-            line += &format!(" (interrupted: {} of {planned} sent)", self.sent);
+        match (self.planned, self.interrupted) {
+            (Some(planned), true) => {
+                line += &format!(" (interrupted: {} of {planned} sent)", self.sent)
+            }
+            (None, true) => line += " (interrupted)",
+            _ => {}
         }
         line
     }
@@ -331,7 +346,7 @@ impl fmt::Display for Report {
         if self.waited_seconds > 0.0 {
             writeln!(
                 f,
-                "The server answered GET /health after {:.1} s.",
+                "The server answered GET /health after {:.2} s.",
                 self.waited_seconds
             )?;
         }
@@ -571,6 +586,21 @@ mod tests {
         assert!(!r.success);
         assert_eq!(r.verification, VerificationState::Failed);
         assert!(r.verify_error.unwrap().contains("despues_de"));
+    }
+
+    #[test]
+    fn an_interrupted_timed_run_is_not_a_success_even_with_nothing_sent() {
+        let mut nothing = load(0, &[]);
+        nothing.interrupted = true;
+        let r = Report::new(
+            &config(&["-z", "10s"]),
+            Duration::ZERO,
+            &nothing,
+            Some(Ok(verified(0))),
+            Duration::ZERO,
+        );
+        assert!(!r.success);
+        assert!(r.verdict.ends_with("(interrupted)"), "{}", r.verdict);
     }
 
     #[test]

@@ -181,6 +181,19 @@ async fn a_server_slower_than_the_timeout_leaves_outcomes_unknown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_an_acknowledgement() {
+    let fake = FakeServer::start(Fault::Redirect).await;
+    let report = emulate(&fake.url, &["-n", "10"]).await;
+    assert_eq!(fake.log().posts, 10, "a 3xx is final: no retry, no follow");
+    assert_eq!(report.status_counts.get("302"), Some(&10));
+    assert_eq!(
+        (report.acknowledged, report.failed, report.unknown),
+        (0, 10, 0)
+    );
+    assert_eq!(report.exit_status(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_for_health_and_says_how_long() {
     let fake = FakeServer::start(Fault::LateHealth { n: 3 }).await;
     let report = emulate(&fake.url, &["-n", "5"]).await;

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser as _;
@@ -43,6 +45,9 @@ pub enum Fault {
     Slow { delay: Duration },
     /// Answers 503 to the first `n` health polls.
     LateHealth { n: u64 },
+    /// Answers every POST with 302 to `GET /tareas`, which answers 200: a
+    /// client that follows redirects would take that for an acknowledgement.
+    Redirect,
 }
 
 /// What a fake server did, for the test to compare with the emulator's report.
@@ -219,11 +224,13 @@ async fn list(State(fake): State<Fake>, Query(page): Query<Page>) -> Json<Value>
     Json(Value::Array(tasks))
 }
 
-async fn create(
-    State(fake): State<Fake>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
+async fn create(State(fake): State<Fake>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Fault::Redirect = fake.fault {
+        let mut log = fake.log.lock().unwrap();
+        log.posts += 1;
+        *log.answered.entry(302).or_default() += 1;
+        return (StatusCode::FOUND, [(LOCATION, "/tareas")]).into_response();
+    }
     let key = headers
         .get("idempotency-key")
         .and_then(|k| k.to_str().ok())
@@ -307,7 +314,7 @@ async fn create(
             _ = closing.wait_for(|&c| c) => {}
         }
     }
-    answer
+    answer.into_response()
 }
 
 /// A checked config for an in-process run against `url`, without a progress
