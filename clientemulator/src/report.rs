@@ -96,7 +96,9 @@ pub struct Report {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunMode {
+    /// `-n`: a number of tasks.
     Count,
+    /// `-z`: for a time.
     Duration,
 }
 
@@ -114,21 +116,31 @@ pub enum VerificationState {
 /// Latency summary in milliseconds; all zero when nothing was acknowledged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyMs {
-    /// How many latencies the figures are made of.
+    /// How many latencies the figures are made of (the acknowledged tasks),
+    /// so that zeros can be told from "nothing measured".
     pub count: u64,
+    /// The average, which a few slow tasks pull up.
     pub mean: f64,
+    /// The median: half the tasks were acknowledged faster.
     pub p50: f64,
+    /// The typical slow task.
     pub p90: f64,
+    /// The tail that users notice.
     pub p99: f64,
+    /// The far tail, where queueing and retries show.
     pub p999: f64,
+    /// The fastest task, a floor for what the server can do.
     pub min: f64,
+    /// The slowest task.
     pub max: f64,
 }
 
 /// Latencies up to `le_ms` (and above the previous bucket's bound).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LatencyBucket {
+    /// Upper bound of the range, in milliseconds.
     pub le_ms: f64,
+    /// Acknowledged tasks whose latency fell in the range.
     pub count: u64,
 }
 

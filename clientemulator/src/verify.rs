@@ -59,13 +59,18 @@ pub enum VerifyError {
 /// store more, which are ignored.
 #[derive(Debug, Deserialize)]
 pub struct StoredTask {
+    /// Drives pagination: the next page starts after the last id seen.
     pub id: u64,
+    /// Must be exactly the title that was sent.
     #[serde(default)]
     pub titulo: String,
+    /// Carries the run id and task number that identify this run's tasks.
     #[serde(default)]
     pub descripcion: Option<String>,
+    /// Must still be false: the emulator never completes a task.
     #[serde(default)]
     pub completada: bool,
+    /// Must be this client's id.
     #[serde(default)]
     pub cliente: Option<String>,
 }
