@@ -96,7 +96,17 @@ pub async fn wait_for_server(
         // wait in one poll, nor be given less than a moment to answer.
         let per_try = remaining.clamp(Duration::from_millis(200), Duration::from_secs(5));
         let last = match http.get(health_url.clone()).timeout(per_try).send().await {
-            Ok(response) if response.status().is_success() => return Ok(started.elapsed()),
+            Ok(response) if response.status().is_success() => {
+                let waited = started.elapsed();
+                if told {
+                    // Logs show the wait began; show where it ended too.
+                    eprintln!(
+                        "clientemulator: {health_url} answered after {:.1} s",
+                        waited.as_secs_f64()
+                    );
+                }
+                return Ok(waited);
+            }
             Ok(response) => format!("HTTP {}", response.status()),
             Err(error) => describe(&error),
         };
