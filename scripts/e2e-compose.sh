@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# End-to-end test of the Docker side on the real Docker Engine of this machine:
+# the real Dockerfile and the real docker-compose.yml, starting from `[]`.
+#
+#   scripts/e2e-compose.sh
+#
+# It checks that
+#   - the image builds, runs as a non-root user and has a HEALTHCHECK;
+#   - `compose up` brings the server to "healthy", then both clients exit 0 and
+#     the verdict service reports the server's total;
+#   - the host's tasks.json holds exactly 200 tasks, 100 per client, unique ids,
+#     and `docker exec` into the server reads the very same file;
+#   - the port is published on 127.0.0.1 only and answers GET /health there;
+#   - a restart of the server container keeps every task;
+#   - a second `compose up` adds 200 more tasks and passes again;
+#   - `compose down` removes the containers and the network.
+#
+# It never touches your own tasks.json, containers, images or port 9000: it
+# works in a temporary copy of the project, under a compose project name, a
+# container name, an image tag and a free port of its own, and removes its
+# containers, network and copy at the end. The base images and the built image
+# (taskserver-e2e:local) stay, so the next run is much quicker.
+#
+# Where no registry is reachable (our CI), scripts/docker-base-images.sh first
+# makes the Dockerfile's base images locally.
+#
+# Environment:
+#   E2E_TIMEOUT=SECS      limit for the whole run (default 1500)
+#   E2E_KEEP=1            leave the containers and the copy behind for a look
+#   E2E_REQUIRE_DOCKER=1  fail instead of skipping when Docker does not answer
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly ROOT
+readonly TASKS_PER_CLIENT=100 # the compose file's default, which we test
+
+say() { echo "e2e-compose: $*"; }
+
+if ! docker info >/dev/null 2>&1; then
+    say "=================================================================="
+    say "SKIPPED: \`docker info\` does not answer, so no Docker test ran."
+    say "=================================================================="
+    [[ "${E2E_REQUIRE_DOCKER:-}" == 1 ]] && exit 1
+    exit 0
+fi
+
+# Compose v2 (`docker compose`) when present, else Debian's docker-compose 1.29;
+# the compose file is written for both.
+if docker compose version >/dev/null 2>&1; then
+    compose_cmd=(docker compose)
+elif command -v docker-compose >/dev/null; then
+    compose_cmd=(docker-compose)
+elif [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing docker-compose from Debian's packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+    compose_cmd=(docker-compose)
+else
+    say "ERROR: neither \`docker compose\` nor \`docker-compose\` is installed"
+    exit 1
+fi
+command -v python3 >/dev/null || { say "ERROR: python3 is needed to read JSON"; exit 1; }
+
+# --- our own names, so that nothing of the user's is touched -----------------
+project="tareas-e2e-$$"
+work="$(mktemp -d "${TMPDIR:-/tmp}/tareas-e2e.XXXXXX")"
+export COMPOSE_PROJECT_NAME="$project"
+export TASKSERVER_CONTAINER="$project-server"
+export TASKSERVER_IMAGE="taskserver-e2e:local"
+TASKSERVER_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+export TASKSERVER_PORT
+# The defaults of the compose file are what we test.
+unset TASKS CONCURRENCY APP_UID APP_GID RUST_LOG COMPOSE_FILE
+server="$TASKSERVER_CONTAINER"
+network="${project}_ticsnet"
+data="$work/tasks.json"
+
+# `-f` also keeps a docker-compose.override.yml from being read.
+compose_cmd+=(-f "$work/docker-compose.yml")
+compose() { "${compose_cmd[@]}" "$@"; }
+
+# Bounded in time: every slow step runs through `bounded SECS COMMAND...`, which
+# gives it at most SECS and never more than what is left of E2E_TIMEOUT. The
+# step runs in the background and we `wait` for it, so that Ctrl-C or the
+# timeout stops the script at once; cleanup then stops the step too.
+deadline=$((SECONDS + ${E2E_TIMEOUT:-1500}))
+step_pid=""
+bounded() {
+    local secs="$1" left=$((deadline - SECONDS)) status=0
+    shift
+    if ((left <= 0)); then
+        say "out of time: E2E_TIMEOUT (${E2E_TIMEOUT:-1500} s) ran out"
+        exit 124
+    fi
+    ((secs < left)) || secs=$left
+    timeout --kill-after=10 "$secs" "$@" &
+    step_pid=$!
+    wait "$step_pid" || status=$?
+    step_pid=""
+    ((status != 124)) || say "timed out after $secs s: $*"
+    return "$status"
+}
+
+cleanup() {
+    local status=$?
+    # `timeout` runs in a process group of its own: stop it and its children.
+    if [[ -n "$step_pid" ]]; then
+        kill -TERM -- "-$step_pid" 2>/dev/null || true
+    fi
+    if [[ "${E2E_KEEP:-}" == 1 ]]; then
+        say "E2E_KEEP=1: left project $project running from $work"
+        say "  clean up with: (cd $work && ${compose_cmd[*]} down -v) && rm -rf $work"
+    else
+        timeout 120 "${compose_cmd[@]}" down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+        rm -rf "$work"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT TERM
+
+# --- checks --------------------------------------------------------------------
+passed=0
+failed=0
+ok() {
+    passed=$((passed + 1))
+    echo "  ok    $*"
+}
+# A failed check ends the run, after showing what the containers said.
+fail() {
+    failed=$((failed + 1))
+    echo "  FAIL  $*"
+    echo "--- compose ps ---"
+    compose ps -a || true
+    echo "--- last logs ---"
+    compose logs --no-color --tail=40 || true
+    say "$passed passed, $failed failed"
+    exit 1
+}
+# check DESCRIPTION COMMAND...: the command's success is the check.
+check() {
+    local what="$1"
+    shift
+    if "$@"; then ok "$what"; else fail "$what"; fi
+}
+phase() {
+    echo
+    say "--- $* ($((SECONDS)) s since start)"
+}
+
+cid() { compose ps -a -q "$1"; }
+exit_code() { docker inspect --format '{{.State.ExitCode}}' "$1"; }
+health() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1"; }
+
+wait_healthy() {
+    local deadline=$((SECONDS + 90))
+    until [[ "$(health "$server")" == healthy ]]; do
+        ((SECONDS < deadline)) || return 1
+        sleep 1
+    done
+}
+
+# tasks_ok FILE TOTAL PER_CLIENT: the file is a JSON array of TOTAL tasks with
+# unique ids, PER_CLIENT of them from each of client1 and client2.
+tasks_ok() {
+    python3 - "$@" <<'EOF'
+import collections, json, sys
+path, total, per_client = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path) as f:
+    tasks = json.load(f)
+ids = [t["id"] for t in tasks]
+by_client = collections.Counter(t.get("cliente") for t in tasks)
+print(f"        {len(tasks)} tasks, {len(set(ids))} distinct ids, per client {dict(by_client)}")
+sys.exit(0 if isinstance(tasks, list)
+         and len(tasks) == total
+         and len(set(ids)) == total
+         and by_client == {"client1": per_client, "client2": per_client} else 1)
+EOF
+}
+
+# health_total: what GET /health says from the host, through the published port.
+health_total() {
+    python3 - "$TASKSERVER_PORT" <<'EOF'
+import json, sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=5) as r:
+    print(json.load(r)["tareas"])
+EOF
+}
+
+# last_line CONTAINER PATTERN: the last log line matching PATTERN.
+last_line() { docker logs "$1" 2>&1 | grep -E "$2" | tail -n 1; }
+
+# run_clients ROUND EXPECTED_TOTAL: `compose up -d`, then both clients and the
+# verdict must end well, and the file must hold EXPECTED_TOTAL tasks.
+run_clients() {
+    local round="$1" total="$2" c id status line
+    phase "round $round: compose up"
+    # `up -d` returns once the clients have finished (the verdict service waits
+    # for them); a failing client makes it fail, which the checks below explain.
+    status=0
+    bounded 600 "${compose_cmd[@]}" up -d || status=$?
+    [[ $status == 0 ]] || echo "        (compose up exited with $status)"
+
+    check "server container is healthy" wait_healthy
+    for c in client1 client2 verdict; do
+        id="$(cid "$c")"
+        [[ -n "$id" ]] || fail "$c container exists"
+        # Bounded: a client that hangs fails the test instead of blocking it.
+        bounded 300 docker wait "$id" >/dev/null || fail "$c finished within 300 s"
+        line="$(last_line "$id" "^($c|verdict):")"
+        echo "        $c says: ${line:-(nothing)}"
+        check "$c exited 0" test "$(exit_code "$id")" == 0
+    done
+    line="$(last_line "$(cid verdict)" '^verdict:')"
+    check "verdict reports $total tasks" grep -q "holds $total tasks" <<<"$line"
+    check "host tasks.json holds $total tasks, unique ids" \
+        tasks_ok "$data" "$total" $((total / 2))
+    check "docker exec $server cat /app/tasks.json = the host file" \
+        cmp -s "$data" <(docker exec "$server" cat /app/tasks.json)
+    check "GET http://127.0.0.1:$TASKSERVER_PORT/health says $total" \
+        test "$(health_total)" == "$total"
+}
+
+# --- 0. a copy of the project, with an empty tasks.json ----------------------
+phase "project copy in $work"
+# Everything but build output, git data, the user's data and .env (whose
+# settings would change what we test).
+tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./tasks.json \
+    --exclude='./*.torn-*' --exclude=./.env -cf - . | tar -C "$work" -xf -
+printf '[]\n' >"$data"
+if [[ $(id -u) == 0 ]]; then
+    # As root (CI) the file would be root's: give it to uid 1000, as on a
+    # typical Linux laptop; that is the image's default user.
+    chown 1000:1000 "$data"
+else
+    export APP_UID APP_GID
+    APP_UID="$(id -u)"
+    APP_GID="$(id -g)"
+fi
+echo "        compose: ${compose_cmd[*]}; project $project; port 127.0.0.1:$TASKSERVER_PORT"
+
+# --- 1. base images and the image ----------------------------------------------
+phase "base images"
+bounded 900 "$ROOT/scripts/docker-base-images.sh" "$work/Dockerfile" || fail "making the base images"
+mapfile -t base_images < <(awk 'toupper($1) == "FROM" && $2 ~ /:/ { print $2 }' "$work/Dockerfile")
+for image in "${base_images[@]}"; do
+    check "base image $image is here" docker image inspect "$image" >/dev/null
+done
+
+phase "build (real Dockerfile, through compose)"
+build_start=$SECONDS
+old_image="$(docker image inspect --format '{{.Id}}' "$TASKSERVER_IMAGE" 2>/dev/null || true)"
+bounded 1500 "${compose_cmd[@]}" build || fail "compose build"
+ok "image built in $((SECONDS - build_start)) s"
+new_image="$(docker image inspect --format '{{.Id}}' "$TASKSERVER_IMAGE")"
+if [[ -n "$old_image" && "$old_image" != "$new_image" ]]; then
+    docker rmi "$old_image" >/dev/null 2>&1 || true # the previous run's image
+fi
+check "image runs as a non-root user" \
+    test "$(docker image inspect --format '{{.Config.User}}' "$TASKSERVER_IMAGE")" == 1000:1000
+check "image has a HEALTHCHECK through taskserver healthcheck" \
+    test "$(docker image inspect --format '{{json .Config.Healthcheck.Test}}' "$TASKSERVER_IMAGE")" \
+    == '["CMD","taskserver","healthcheck"]'
+check "image's default command is taskserver" \
+    test "$(docker image inspect --format '{{json .Config.Cmd}}' "$TASKSERVER_IMAGE")" == '["taskserver"]'
+
+# --- 2. first round from [] --------------------------------------------------
+run_clients 1 $((2 * TASKS_PER_CLIENT))
+
+phase "inside the topology"
+check "server process runs as uid 1000, not root" \
+    test "$(docker exec "$server" id -u)" == "${APP_UID:-1000}"
+check "port 9000 published on 127.0.0.1 only" \
+    test "$(docker port "$server" 9000/tcp)" == "127.0.0.1:$TASKSERVER_PORT"
+check "network $network is a bridge" \
+    test "$(docker network inspect --format '{{.Driver}}' "$network")" == bridge
+for c in server client1 client2; do
+    check "$c is on $network" grep -qw "$network" \
+        <<<"$(docker inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$(cid "$c")")"
+done
+
+phase "restart of the server container"
+before="$(sha256sum <"$data")"
+bounded 60 docker restart --time 10 "$server" >/dev/null
+check "server is healthy again after docker restart" wait_healthy
+check "tasks.json unchanged by the restart" test "$(sha256sum <"$data")" == "$before"
+check "GET /health still says $((2 * TASKS_PER_CLIENT))" \
+    test "$(health_total)" == $((2 * TASKS_PER_CLIENT))
+
+# --- 3. second round on top of the first ---------------------------------------
+run_clients 2 $((4 * TASKS_PER_CLIENT))
+
+# --- 4. down -------------------------------------------------------------------
+phase "compose down"
+bounded 120 "${compose_cmd[@]}" down --volumes --remove-orphans --timeout 10
+check "no container of $project is left" \
+    test -z "$(docker ps -aq --filter "label=com.docker.compose.project=$project")"
+check "network $network is gone" bash -c "! docker network inspect '$network' >/dev/null 2>&1"
+check "tasks.json still holds every task after down" \
+    tasks_ok "$data" $((4 * TASKS_PER_CLIENT)) $((2 * TASKS_PER_CLIENT))
+
+echo
+say "done in $SECONDS s"
+say "$passed passed, $failed failed"
