@@ -44,14 +44,23 @@ pub fn app(store: Store) -> Router {
         store,
         metrics: metrics.clone(),
     };
-    Router::new()
+    let routes = Router::new()
         .route("/tareas", get(list).post(create))
         .route("/tareas/{id}", get(get_one))
         .route("/health", get(health))
         .route("/metrics", get(serve_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    with_middleware(routes, metrics)
+}
+
+/// The middleware every route of [`app`] runs through: body limit, timeout,
+/// JSON errors, request metrics, tracing. Public so that the benchmark's
+/// "HTTP ceiling" (`bench/ceiling`) serves its routes through exactly this
+/// stack and measures the same HTTP path without the store.
+pub fn with_middleware(routes: Router, metrics: Arc<Metrics>) -> Router {
+    routes
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -101,7 +110,7 @@ async fn create(
 }
 
 /// Checks the content type, the size and the JSON of a task body.
-fn parse_task(
+pub fn parse_task(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<NewTask, ApiError> {
@@ -149,7 +158,7 @@ fn parse_task(
 }
 
 /// The `Idempotency-Key` header, if any: visible ASCII, at most 200 bytes.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
