@@ -1,0 +1,138 @@
+//! What the contract says the data file (and `GET /tareas`) must be, as
+//! checks: a JSON array of task objects with unsigned, strictly increasing
+//! ids; and, against what the campaign was told, no acknowledged task
+//! missing and none stored twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Every acknowledged task of a campaign: its `titulo` (unique within a
+/// campaign) and the id the server answered with.
+pub type Acks = BTreeMap<String, u64>;
+
+/// Parses `bytes` as the contract's array of tasks.
+pub fn parse_tasks(bytes: &[u8]) -> Result<Vec<Value>, String> {
+    let tasks: Vec<Value> = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "not a JSON array ({e}); it ends with {:?}",
+            String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(80)..])
+        )
+    })?;
+    let mut last = 0;
+    for (i, task) in tasks.iter().enumerate() {
+        let id = task
+            .get("id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("entry {i} has no unsigned integer id: {task}"))?;
+        if !task.get("titulo").is_some_and(Value::is_string) {
+            return Err(format!("entry {i} has no string titulo: {task}"));
+        }
+        if i > 0 && id <= last {
+            return Err(format!(
+                "ids not strictly increasing: {id} after {last} (entry {i})"
+            ));
+        }
+        last = id;
+    }
+    Ok(tasks)
+}
+
+/// Reads and checks the data file.
+pub fn read_tasks(path: &Path) -> Result<Vec<Value>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_tasks(&bytes).map_err(|e| format!("data file {}: {e}", path.display()))
+}
+
+/// The ids of a list of tasks (already checked by [`parse_tasks`]).
+pub fn ids(tasks: &[Value]) -> Vec<u64> {
+    tasks.iter().filter_map(|t| t["id"].as_u64()).collect()
+}
+
+/// What [`audit`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Acknowledged tasks not stored under the id they were acknowledged with.
+    pub lost: Vec<String>,
+    /// Titles stored more than once.
+    pub duplicated: Vec<String>,
+}
+
+/// Compares stored tasks with acknowledged ones. Titles are unique per
+/// campaign, so a title stored twice is a duplicate.
+pub fn audit(tasks: &[Value], acked: &Acks) -> Audit {
+    let mut stored: HashMap<&str, Vec<u64>> = HashMap::with_capacity(tasks.len());
+    for task in tasks {
+        if let (Some(titulo), Some(id)) = (task["titulo"].as_str(), task["id"].as_u64()) {
+            stored.entry(titulo).or_default().push(id);
+        }
+    }
+    let mut result = Audit::default();
+    for (titulo, id) in acked {
+        match stored.get(titulo.as_str()) {
+            None => result
+                .lost
+                .push(format!("{titulo:?} acknowledged as id {id}, not stored")),
+            Some(ids) if !ids.contains(id) => result.lost.push(format!(
+                "{titulo:?} acknowledged as id {id}, stored as {ids:?}"
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut duplicated: Vec<String> = stored
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|(titulo, ids)| format!("{titulo:?} stored {} times, ids {ids:?}", ids.len()))
+        .collect();
+    duplicated.sort();
+    result.duplicated = duplicated;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_array_checks_can_fail() {
+        assert!(parse_tasks(br#"[{"id":1,"titulo":"a"},{"id":2,"titulo":"b"}]"#).is_ok());
+        assert!(parse_tasks(b"[]").is_ok());
+        for bad in [
+            &b"{}"[..],
+            b"[{\"id\":1,\"titulo\":\"a\"}",
+            br#"[{"id":2,"titulo":"a"},{"id":2,"titulo":"b"}]"#,
+            br#"[{"id":3,"titulo":"a"},{"id":2,"titulo":"b"}]"#,
+            br#"[{"id":"1","titulo":"a"}]"#,
+            br#"[{"id":1}]"#,
+            br#"[{"id":-1,"titulo":"a"}]"#,
+        ] {
+            assert!(
+                parse_tasks(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn the_audit_finds_lost_moved_and_duplicated_tasks() {
+        let tasks = vec![
+            json!({"id": 1, "titulo": "a"}),
+            json!({"id": 2, "titulo": "b"}),
+            json!({"id": 3, "titulo": "b"}),
+            json!({"id": 4, "titulo": "c"}),
+        ];
+        let acked: Acks = [("a".into(), 1), ("c".into(), 5), ("d".into(), 6)].into();
+        let found = audit(&tasks, &acked);
+        assert_eq!(found.lost.len(), 2, "{found:?}");
+        assert_eq!(found.duplicated.len(), 1, "{found:?}");
+        let clean: Acks = [("a".into(), 1), ("c".into(), 4)].into();
+        assert_eq!(audit(&tasks[..2], &clean).lost.len(), 1);
+        assert_eq!(
+            audit(&tasks[..1], &[("a".into(), 1)].into()),
+            Audit::default()
+        );
+    }
+}
