@@ -133,6 +133,45 @@ async fn a_cut_with_zeros_after_it_is_repaired_too() {
     assert_eq!(read_tasks(&path).len(), 1);
 }
 
+/// Found by the reliability campaign: a crash can leave a `]` at the end of
+/// the file that does not close the array. Each of these must be repaired.
+#[tokio::test]
+async fn a_closing_bracket_a_crash_can_leave_is_repaired_not_refused() {
+    let t3 = r#"{"id":3,"titulo":"[x] y","descripcion":null,"completada":false,"cliente":null,"creada_en":"2026-11-23T10:00:00.000Z"}"#;
+    let two = format!("[\n{T1},\n{T2}\n]\n");
+    let three = format!("[\n{T1},\n{T2},\n{t3}\n]\n");
+    let cut_in_title = &three[..three.find("[x]").unwrap() + 3];
+    let cases: Vec<(Vec<u8>, Vec<u64>)> = vec![
+        // The cut falls just after a `]` inside the new task's title.
+        (cut_in_title.into(), vec![1, 2]),
+        ([cut_in_title.as_bytes(), &[0; 512]].concat(), vec![1, 2]),
+        // Only the append's first byte (its comma) reached the file.
+        (format!("[\n{T1},\n{T2},]\n").into(), vec![1, 2]),
+        // All of the append arrived, then zeros where the file grew.
+        ([three.as_bytes(), &[0; 100]].concat(), vec![1, 2, 3]),
+        ([&three.as_bytes()[..three.len() - 1], &[0]].concat(), vec![1, 2, 3]),
+        ([two.as_bytes(), &[0; 4096]].concat(), vec![1, 2]),
+    ];
+    for (bytes, ids) in cases {
+        let (_dir, path) = data_dir();
+        std::fs::write(&path, &bytes).unwrap();
+        let server = Server::spawn(command(&path)).unwrap_or_else(|r| {
+            panic!(
+                "refused {:?}: {}",
+                String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(40)..]),
+                r.log
+            )
+        });
+        assert_eq!(list_ids(&client(), &server.url("")).await, ids);
+        let stored: Vec<u64> = read_tasks(&path)
+            .iter()
+            .map(|t| t["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(stored, ids);
+        assert!(server.log().contains("repaired"), "{}", server.log());
+    }
+}
+
 #[test]
 fn a_broken_file_is_refused_named_and_left_untouched() {
     let cases: Vec<(String, &str)> = vec![

@@ -6,11 +6,16 @@
 //! ways a file can be invalid:
 //!
 //! - **Torn**: what a crash in the middle of an append leaves. Appends write
-//!   `,\n{task}\n...]\n` after the last entry, so a crash leaves the valid
-//!   entries, then a prefix of that text, then perhaps zeros or stale bytes
-//!   where the file system extended the file but the data never arrived. Such
-//!   a tail never ends with the closing `]` (the last byte an append writes)
-//!   and has no complete task after the broken part. Torn tails are repaired.
+//!   `,\n{task}\n...]\n` over the closing `\n]\n` after the last entry, so
+//!   a crash leaves the valid entries, then a prefix of that text, then
+//!   perhaps what is left of the old closing bytes, or zeros or stale bytes
+//!   where the file system extended the file but the data never arrived.
+//!   Such a tail has no complete task after the broken part, and it does not
+//!   end with a closing `]` unless that `]` is one of three things: a byte
+//!   inside the cut-off entry (a title such as `"[x]"` cut after its `]`),
+//!   the old closing `]` after an append that wrote only its comma
+//!   (`},]`), or the append's own last `]` followed only by zeros. Torn
+//!   tails are repaired; the repair drops no complete entry.
 //! - **Broken**: anything else (bad JSON in the middle, an object instead of
 //!   an array, a task with a string id, ...). No crash produces it, so only a
 //!   person can fix it; the server refuses to touch it.
@@ -126,6 +131,18 @@ pub fn scan(buf: &[u8], start: Start, mut sink: impl FnMut(Parsed)) -> Result<Sc
             }
             Some(b']') => {
                 let after = skip_ws(buf, pos + 1);
+                if after != buf.len() && buf[after..].iter().all(|b| *b == 0 || is_ws(*b)) {
+                    // The append's last bytes arrived, the file grew past
+                    // them, and zeros fill the rest: a crash's leftovers.
+                    return Ok(Scan {
+                        open,
+                        last,
+                        tail: Tail::Torn {
+                            good_end,
+                            reason: "zero bytes after the closing `]`".into(),
+                        },
+                    });
+                }
                 if after != buf.len() {
                     let msg = "unexpected content after the closing `]`".to_owned();
                     return Err(broken(buf, after, msg));
@@ -172,17 +189,44 @@ pub fn scan(buf: &[u8], start: Start, mut sink: impl FnMut(Parsed)) -> Result<Sc
 }
 
 /// Whether the bytes after the last good entry look like a crash's leftovers
-/// (see the module docs): no closing `]` at the end, no complete task after
-/// the first line.
+/// (see the module docs): no complete task after the first line, and no
+/// closing `]` at the end but one a crash can leave there.
 fn looks_torn(rest: &[u8]) -> bool {
-    let last = rest.iter().rev().find(|b| !is_ws(**b) && **b != 0);
-    if last == Some(&b']') {
-        return false;
-    }
-    !rest.split(|b| *b == b'\n').skip(1).any(|line| {
+    let complete_task_follows = rest.split(|b| *b == b'\n').skip(1).any(|line| {
         let line = trim(line);
         line.first() == Some(&b'{') && serde_json::from_slice::<Record>(line).is_ok()
-    })
+    });
+    if complete_task_follows {
+        return false;
+    }
+    // Zeros and blanks at the very end are where data never arrived.
+    let end = rest
+        .iter()
+        .rposition(|b| !is_ws(*b) && *b != 0)
+        .map_or(0, |i| i + 1);
+    let rest = &rest[..end];
+    if rest.last() != Some(&b']') {
+        return true;
+    }
+    // The old closing `]` after an append that wrote only its comma...
+    let entry = trim_start(rest).strip_prefix(b",").map_or(rest, trim_start);
+    if entry == b"]" {
+        return true;
+    }
+    // ...or a `]` inside the entry the crash cut short: the entry is an
+    // unfinished JSON value (a syntax-only read of it runs out of bytes).
+    entry.first() == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(entry).is_err_and(|e| e.is_eof())
+}
+
+fn trim_start(mut bytes: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = bytes {
+        if !is_ws(*first) {
+            break;
+        }
+        bytes = rest;
+    }
+    bytes
 }
 
 fn trim(mut line: &[u8]) -> &[u8] {
@@ -316,6 +360,32 @@ mod tests {
     }
 
     #[test]
+    fn a_closing_bracket_a_crash_can_leave_is_torn_too() {
+        const BRACKETS: &str = r#"{"id":2,"titulo":"[x] y","descripcion":null,"completada":false,"cliente":null,"creada_en":"2026-01-01T00:00:00.000Z"}"#;
+        let before = file(&[T1]);
+        let after = file(&[T1, BRACKETS]);
+        let at = before.len() - "\n]\n".len();
+        let cut = &after[..after.find("[x]").unwrap() + 3];
+        let cases = [
+            // Cut right after a `]` inside the new entry's title, with and
+            // without zeros where the data never arrived.
+            (cut.to_owned(), 1),
+            (format!("{cut}\0\0\0"), 1),
+            // Only the append's comma reached the old closing bytes.
+            (format!("{},{}", &before[..at], &before[at + 1..]), 1),
+            // Everything arrived, then zeros where the file grew further.
+            (format!("{after}\0\0\0\0"), 2),
+            (format!("{}\0", &after[..after.len() - 1]), 2),
+        ];
+        for (text, kept) in cases {
+            let (s, entries) = scan_all(text.as_bytes(), Start::File)
+                .unwrap_or_else(|e| panic!("{text:?} refused: {e}"));
+            assert!(matches!(s.tail, Tail::Torn { .. }), "{text:?}: {:?}", s.tail);
+            assert_eq!(entries.len(), kept, "{text:?}");
+        }
+    }
+
+    #[test]
     fn files_no_crash_produces_are_broken_with_a_place() {
         let cases = [
             (r#"{"id":1}"#.to_owned(), 1),
@@ -327,6 +397,10 @@ mod tests {
             (format!("[\n{T1}\n]\n]"), 4),
             (format!("[\n{T1},\n{T1} x\n]\n"), 3),
             (format!("[\n{T1},\n[3, \"t\"]\n]\n"), 3),
+            // A closing `]` no crash leaves: after a whole bad entry, or
+            // followed by something other than zeros.
+            (format!("[\n{T1},\n{{\"id\":\"2\",\"titulo\":\"x\"}}\n]\n"), 3),
+            (format!("[\n{T1}\n]\n\0x"), 4),
         ];
         for (text, line) in cases {
             let err = scan_all(text.as_bytes(), Start::File).unwrap_err();
