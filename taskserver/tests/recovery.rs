@@ -149,7 +149,10 @@ async fn a_closing_bracket_a_crash_can_leave_is_repaired_not_refused() {
         (format!("[\n{T1},\n{T2},]\n").into(), vec![1, 2]),
         // All of the append arrived, then zeros where the file grew.
         ([three.as_bytes(), &[0; 100]].concat(), vec![1, 2, 3]),
-        ([&three.as_bytes()[..three.len() - 1], &[0]].concat(), vec![1, 2, 3]),
+        (
+            [&three.as_bytes()[..three.len() - 1], &[0]].concat(),
+            vec![1, 2, 3],
+        ),
         ([two.as_bytes(), &[0; 4096]].concat(), vec![1, 2]),
     ];
     for (bytes, ids) in cases {

@@ -380,7 +380,11 @@ mod tests {
         for (text, kept) in cases {
             let (s, entries) = scan_all(text.as_bytes(), Start::File)
                 .unwrap_or_else(|e| panic!("{text:?} refused: {e}"));
-            assert!(matches!(s.tail, Tail::Torn { .. }), "{text:?}: {:?}", s.tail);
+            assert!(
+                matches!(s.tail, Tail::Torn { .. }),
+                "{text:?}: {:?}",
+                s.tail
+            );
             assert_eq!(entries.len(), kept, "{text:?}");
         }
     }
@@ -399,7 +403,10 @@ mod tests {
             (format!("[\n{T1},\n[3, \"t\"]\n]\n"), 3),
             // A closing `]` no crash leaves: after a whole bad entry, or
             // followed by something other than zeros.
-            (format!("[\n{T1},\n{{\"id\":\"2\",\"titulo\":\"x\"}}\n]\n"), 3),
+            (
+                format!("[\n{T1},\n{{\"id\":\"2\",\"titulo\":\"x\"}}\n]\n"),
+                3,
+            ),
             (format!("[\n{T1}\n]\n\0x"), 4),
         ];
         for (text, line) in cases {
