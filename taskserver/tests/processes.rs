@@ -189,6 +189,19 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0() {
     );
 }
 
+/// Found by the reliability campaign: a SIGTERM sent as soon as the server
+/// said it listens killed it (status 143) about half the time, because the
+/// handler was installed only when the shutdown future was first polled.
+#[test]
+fn sigterm_right_after_listening_exits_0() {
+    for attempt in 0..20 {
+        let (_dir, path) = data_dir();
+        let server = Server::start(&path);
+        let status = server.terminate();
+        assert!(status.success(), "attempt {attempt}: exit status {status}");
+    }
+}
+
 #[tokio::test]
 async fn idempotency_key_survives_a_restart() {
     let (_dir, path) = data_dir();
