@@ -34,9 +34,28 @@ pub mod store;
 pub mod task;
 
 use std::future::Future;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::serve::Listener;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tower::ServiceExt as _;
 
 pub use api::app;
 pub use store::{Store, StoreError};
+
+/// Longest a client may take to send a request's headers, or to start its
+/// next request on a kept-alive connection, before the connection is
+/// closed. Without it, a client that trickles its headers, or connects and
+/// says nothing, holds a connection forever. (A body that trickles is cut
+/// by the request timeout of [`api`].)
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes
 /// in-flight requests and waits for every queued commit.
@@ -47,11 +66,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %store.path().display(), "taskserver listening");
-    let activity = tokio::spawn(log_activity(store.stats().clone()));
-    axum::serve(listener, app(store.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    activity.abort();
+    serve(listener, app(store.clone()), shutdown).await;
     tracing::info!("no longer accepting; waiting for queued commits");
     // The last handle's drop joins the committer: a blocking wait.
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
@@ -59,27 +74,40 @@ pub async fn run(
     Ok(())
 }
 
-/// How often the activity line is logged, when something was stored.
-const ACTIVITY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Logs, every couple of seconds in which tasks were stored, how many and the
-/// file's total: what a person watching `docker compose logs -f` wants to see,
-/// without a line per request.
-async fn log_activity(stats: store::StoreStats) {
-    let mut last = stats.written.get();
-    let mut tick = tokio::time::interval(ACTIVITY_EVERY);
-    tick.tick().await;
+/// What `axum::serve(..).with_graceful_shutdown(..)` does, plus
+/// [`HEADER_READ_TIMEOUT`]: hyper enforces that timeout only when it has a
+/// timer, and `axum::serve` gives it none. HTTP/1.1 only: the version
+/// sniffing that lets `axum::serve` also take HTTP/2 without TLS waits for
+/// a client's first bytes with no time limit, so a client that connects and
+/// says nothing would still hold its connection forever.
+async fn serve(
+    mut listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let service =
+        TowerToHyperService::new(app.map_request(|req: Request<Incoming>| req.map(Body::new)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
     loop {
-        tick.tick().await;
-        let now = stats.written.get();
-        if now != last {
-            tracing::info!(
-                "stored {} tasks in the last {}s; the file holds {}",
-                now - last,
-                ACTIVITY_EVERY.as_secs(),
-                stats.tasks.get()
-            );
-            last = now;
-        }
+        // axum's `accept` waits out errors such as running out of descriptors.
+        let (stream, _) = tokio::select! {
+            accepted = Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
     }
+    drop(listener);
+    // Idle connections close now; busy ones after their current request.
+    graceful.shutdown().await;
 }

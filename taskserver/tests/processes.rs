@@ -202,6 +202,54 @@ fn sigterm_right_after_listening_exits_0() {
     }
 }
 
+/// Found by the reliability campaign: a client that trickled its headers, or
+/// connected and said nothing, held its connection forever.
+#[tokio::test]
+async fn a_client_slow_with_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, path) = data_dir();
+    let server = Server::start(&path);
+    let started = std::time::Instant::now();
+    let silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (slow_read, mut slow_write) = slow.into_split();
+    slow_write
+        .write_all(b"POST /tareas HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        // One byte every half second, for longer than any sane limit.
+        for _ in 0..120 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if slow_write.write_all(b"a").await.is_err() {
+                break;
+            }
+        }
+    });
+    // Others are served meanwhile.
+    let (status, _) = post(&client(), &server.url(""), "served", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    let limit = taskserver::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(10);
+    for (name, mut read) in [("trickling", slow_read), ("silent", silent.into_split().0)] {
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(limit, read.read_to_end(&mut answer)).await;
+        assert!(
+            closed.is_ok(),
+            "the {name} connection is still open after {limit:?}"
+        );
+        assert!(
+            answer.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    assert!(started.elapsed() >= taskserver::HEADER_READ_TIMEOUT);
+    trickle.abort();
+    assert_eq!(read_tasks(&path).len(), 1);
+}
+
 #[tokio::test]
 async fn idempotency_key_survives_a_restart() {
     let (_dir, path) = data_dir();
