@@ -138,23 +138,26 @@ pub fn parse_task(
             rejection.body_text()
         )),
     })?;
-    // serde would also read a task from an array (`["titulo"]`): only an
-    // object is a task. Anything else is a 400 or a 422 by its syntax.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-                Ok(_) => ApiError::InvalidTask("the body must be a JSON object".into()),
-                Err(e) => ApiError::BadJson(e.to_string()),
-            },
-        );
+    // Whether the body is JSON alone decides between 400 and 422, whatever
+    // serde meets first while reading a task: a wrong type before a syntax
+    // error is still bad JSON, and a number beyond f64 or nesting deeper
+    // than serde's recursion limit is still JSON. A syntax-only read
+    // (`IgnoredAny`: no depth limit, no number range) decides; it does not
+    // check UTF-8 inside strings, so that comes first.
+    if let Err(e) = std::str::from_utf8(&body) {
+        return Err(ApiError::BadJson(format!("it is not UTF-8: {e}")));
     }
-    serde_json::from_slice::<NewTask>(&body).map_err(|e| {
-        let detail = e.to_string();
-        match e.classify() {
-            serde_json::error::Category::Data => ApiError::InvalidTask(detail),
-            _ => ApiError::BadJson(detail),
-        }
-    })
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        return Err(ApiError::BadJson(e.to_string()));
+    }
+    // serde would also read a task from an array (`["titulo"]`): only an
+    // object is a task.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidTask(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice::<NewTask>(&body).map_err(|e| ApiError::InvalidTask(e.to_string()))
 }
 
 /// The `Idempotency-Key` header, if any: visible ASCII, at most 200 bytes.

@@ -153,6 +153,43 @@ async fn json_that_is_not_a_valid_task_is_422() {
     );
 }
 
+/// Found by the reliability campaign (proptest over request bodies): the
+/// status depended on which error serde met first, not on whether the body
+/// is JSON.
+#[tokio::test]
+async fn whether_the_body_is_json_alone_decides_400_or_422() {
+    let app = app().await;
+    let not_json: [&[u8]; 4] = [
+        // A wrong type, then a syntax error further on.
+        br#"{"titulo":1,"titulo":"a" oops}"#,
+        // An unknown key, then a NUL where a colon belongs.
+        b"{\"id\"\0:\"x\"}",
+        // Invalid UTF-8 inside the string of something that is not a task.
+        b"[\"\xff\"]",
+        br#"{"titulo":"a"} {"titulo":"b"}"#,
+    ];
+    for body in not_json {
+        let req = Request::post("/tareas")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        app.rejects(req, StatusCode::BAD_REQUEST).await;
+    }
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    let json_but_no_task = [
+        // A number beyond f64 is still JSON, and completada must be a boolean.
+        r#"{"titulo":"a","completada":1e999}"#.to_owned(),
+        // Deeper than serde's recursion limit is still JSON.
+        deep.clone(),
+        format!(r#"{{"titulo":{deep}}}"#),
+        r#"{"titulo":"\ud800"}"#.to_owned(),
+    ];
+    for body in json_but_no_task {
+        app.rejects(post_json(&body), StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
+    }
+}
+
 #[tokio::test]
 async fn reused_idempotency_key_with_another_body_is_422() {
     let app = app().await;
