@@ -4,39 +4,55 @@
 #   docker build -t taskserver:local .
 #   docker run --rm -p 127.0.0.1:9000:9000 taskserver:local
 #
-# Two stages: a Rust toolchain compiles both binaries, then only the binaries go
-# into a slim Debian image. Both stages are Debian 12 "bookworm", so the binaries
-# are linked against exactly the glibc (2.36) they run with. Both base images
-# exist for amd64 and arm64, so this builds on Docker Desktop on Apple silicon.
+# Stages: `planner` keeps the workspace's skeleton, `builder` compiles the
+# dependencies from it and then both binaries, and the final stage is a slim
+# Debian image with only the binaries. All are Debian 12 "bookworm", so the
+# binaries are linked against exactly the glibc (2.36) they run with. Both base
+# images exist for amd64 and arm64 (Docker Desktop on Apple silicon).
 #
 # There is deliberately no "# syntax=" line and no `RUN --mount`: the file builds
 # with BuildKit and with the classic builder alike, and offline from base images
 # made locally (scripts/docker-base-images.sh does that for the e2e test).
 
+# A skeleton of the workspace: every Cargo.toml, the Cargo.lock, and every file
+# that can be a target's root (lib.rs, main.rs, src/bin, build.rs, tests,
+# benches, examples) replaced by a stand-in. It is all cargo needs to resolve
+# and build the dependencies, and it changes only when the manifests or the
+# set of targets change, not when the code does. (cargo-chef's idea, in find.)
+FROM rust:1.95-slim-bookworm AS planner
+WORKDIR /src
+COPY . .
+RUN mkdir /skeleton \
+    && find . -name target -prune -o -type f \( -name Cargo.toml -o -name Cargo.lock \) \
+        -exec cp --parents '{}' /skeleton/ ';' \
+    && find . -name target -prune -o -type f -name '*.rs' \( -path '*/src/lib.rs' \
+        -o -path '*/src/main.rs' -o -path '*/src/bin/*' -o -name build.rs \
+        -o -path '*/tests/*' -o -path '*/benches/*' -o -path '*/examples/*' \) -print \
+    | while read -r file; do \
+        mkdir -p "/skeleton/${file%/*}"; \
+        case "$file" in \
+            */lib.rs) : > "/skeleton/$file" ;; \
+            *) echo 'fn main() {}' > "/skeleton/$file" ;; \
+        esac; \
+    done
+
+
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 
-# Dependencies first, in their own layer: copy only the manifests, build the
-# dependencies against empty stand-in crates, then throw the stand-ins' own
-# artifacts away. Docker reuses this layer until Cargo.toml or Cargo.lock
-# change, so editing the code recompiles only our two crates.
-COPY Cargo.toml Cargo.lock ./
-COPY taskserver/Cargo.toml taskserver/
-COPY clientemulator/Cargo.toml clientemulator/
-RUN for crate in taskserver clientemulator; do \
-        mkdir -p "$crate/src" \
-        && echo 'fn main() {}' > "$crate/src/main.rs" \
-        && : > "$crate/src/lib.rs"; \
-    done \
-    && cargo build --release --locked \
-    && cargo clean --release --package taskserver --package clientemulator \
-    && rm -r taskserver/src clientemulator/src
+# Dependencies first, in their own layer, built against the skeleton. Docker
+# reuses this layer as long as the skeleton is the same, so editing the code
+# recompiles only our two crates. Then `cargo clean` drops the stand-ins' own
+# artifacts, so cargo rebuilds our crates even if the real files look older.
+COPY --from=planner /skeleton/ ./
+RUN cargo build --release --locked -p taskserver -p clientemulator \
+    && cargo clean --release -p taskserver -p clientemulator
 
-# Now the real code. `cargo clean` above removed the stand-ins' fingerprints,
-# so cargo rebuilds our crates even though the copied files may look older.
+# Now the real code of the two crates the image ships. (Should they ever
+# depend on another crate of the workspace by path, copy that one here too.)
 COPY taskserver taskserver
 COPY clientemulator clientemulator
-RUN cargo build --release --locked \
+RUN cargo build --release --locked -p taskserver -p clientemulator \
     && install -D -m 0755 -t /out target/release/taskserver target/release/clientemulator
 
 
