@@ -1,10 +1,11 @@
 //! The load engine: waiting for the server, then workers that send tasks.
 //!
-//! `concurrency` workers run as tokio tasks on the multi-threaded runtime and
-//! share one `reqwest::Client`, whose connection pool keeps one keep-alive
-//! connection per worker. A worker takes the next task index from a shared
-//! atomic counter, sends it (with retries), records the result and takes
-//! the next, until the count or the time is used up.
+//! `concurrency` workers are dealt out over one OS thread per core, each
+//! thread with its own single-threaded tokio runtime. Every worker owns one
+//! keep-alive connection (see [`connection`]), so `-c` is also the number of
+//! connections. A worker takes the next task index from a shared atomic
+//! counter, sends it (with retries), records the result and takes the next,
+//! until the count or the time is used up.
 //!
 //! Closed model (the default): a worker starts its next task when the
 //! previous one ends, and latency is measured from the actual send.
@@ -12,6 +13,9 @@
 //! whatever happened before, and its latency is measured from that scheduled
 //! time. If the server is slow and every worker is busy, tasks start late and
 //! that delay shows up in the latency instead of vanishing from it.
+//!
+//! The wait for `/health` uses a `reqwest::Client`: a few requests, where
+//! convenience beats speed.
 
 use std::future::Future;
 use std::io::Write as _;
@@ -21,7 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Url;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -30,14 +34,21 @@ use tokio::time::Instant;
 use crate::cli::{Config, Mode};
 use crate::stats::{ErrorKind, Ledger, Recorder, Shard, TaskOutcome};
 
+pub mod connection;
+
+use connection::{Connection, Target};
+
 /// Header that lets the server recognise a retry of a task it already stored.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// A ready `HeaderName`: a string would be parsed, and copied, per request.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Failures that stop a run before any task is sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("could not set up the HTTP client: {0}")]
     Build(#[source] reqwest::Error),
+    #[error("could not start a load thread: {0}")]
+    Thread(#[source] std::io::Error),
     #[error(
         "the server never became reachable: GET {url} did not answer 200 \
          in {waited:.1} s of waiting (last attempt: {last}). \
@@ -60,10 +71,11 @@ pub struct Load {
     pub interrupted: bool,
 }
 
-/// The one HTTP client of a run; its pool holds a connection per worker.
+/// The HTTP client of the wait and the read-back (not of the load itself,
+/// which goes through each worker's [`Connection`]).
 pub fn http_client(config: &Config) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
-        .pool_max_idle_per_host(config.concurrency)
+        .pool_max_idle_per_host(1)
         .timeout(config.timeout)
         .connect_timeout(config.timeout)
         // A redirected POST would come back as a GET whose 200 looks like an
@@ -130,18 +142,21 @@ pub async fn wait_for_server(
     }
 }
 
-/// Sends the run's tasks and returns what happened. Never fails: every
-/// problem with a request is an outcome to count, not an error.
+/// Sends the run's tasks and returns what happened. Every problem with a
+/// request is an outcome to count, not an error; only failing to start the
+/// load threads is.
 ///
 /// When `stop` completes, workers take no new task, finish the ones in flight
 /// (so that no outcome is left unknown by the client itself), and the run
 /// ends as interrupted.
-pub async fn send(http: &reqwest::Client, config: &Config, stop: impl Future<Output = ()>) -> Load {
+pub async fn send(config: &Config, stop: impl Future<Output = ()>) -> Result<Load, ClientError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(config.concurrency);
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();
     let shared = Arc::new(Shared {
-        http: http.clone(),
-        tasks_url: config.tasks_url.clone(),
+        target: Target::new(&config.tasks_url, config.timeout),
         template: TaskTemplate::new(&config.client_id, &config.run_id),
         next_index: AtomicU64::new(0),
         limit: match config.mode {
@@ -157,34 +172,33 @@ pub async fn send(http: &reqwest::Client, config: &Config, stop: impl Future<Out
         retries: config.retries,
         stopping: AtomicBool::new(false),
         finished: AtomicU64::new(0),
-        recorder: Recorder::new(std::thread::available_parallelism().map_or(2, |n| n.get() * 2)),
+        recorder: Recorder::new(threads),
         ledger: Mutex::new(Ledger::default()),
     });
 
-    let mut workers = JoinSet::new();
-    for worker in 0..config.concurrency {
-        workers.spawn(shared.clone().work(worker, stop_rx.clone()));
+    let mut load_threads = Vec::with_capacity(threads);
+    for thread in 0..threads {
+        // Workers are dealt out evenly: thread t runs workers t, t+threads, ...
+        let workers = (config.concurrency - thread).div_ceil(threads);
+        load_threads.push(LoadThread::start(
+            thread,
+            workers,
+            shared.clone(),
+            stop_rx.clone(),
+        )?);
     }
     let progress = config
         .progress
         .then(|| Progress::start(shared.clone(), config.mode));
 
-    let all_done = async {
-        while let Some(joined) = workers.join_next().await {
-            if let Err(error) = joined {
-                if error.is_panic() {
-                    std::panic::resume_unwind(error.into_panic());
-                }
-            }
-        }
-    };
+    let all_done = futures::future::join_all(load_threads.into_iter().map(LoadThread::join));
     tokio::pin!(all_done);
     let interrupted = tokio::select! {
-        () = &mut all_done => false,
+        _ = &mut all_done => false,
         () = stop => {
             shared.stopping.store(true, Relaxed);
             let _ = stop_tx.send(true);
-            all_done.await;
+            (&mut all_done).await;
             true
         }
     };
@@ -198,20 +212,82 @@ pub async fn send(http: &reqwest::Client, config: &Config, stop: impl Future<Out
     let mut ledger =
         std::mem::take(&mut *shared.ledger.lock().unwrap_or_else(PoisonError::into_inner));
     ledger.set_issued(issued);
-    Load {
+    Ok(Load {
         ledger,
         stats: shared.recorder.merged(),
         elapsed,
         interrupted,
+    })
+}
+
+/// One OS thread per core, each with its own single-threaded runtime and
+/// recorder shard, running its share of the workers.
+///
+/// Why not one multi-threaded runtime: there a worker and the connection
+/// task it talks to often sit on different threads, so each request costs
+/// cross-thread wake-ups and the load generator burns more CPU per request
+/// than the server it measures. Kept on one thread, a worker, its
+/// connections and its counters stay in that core's caches.
+struct LoadThread {
+    /// Resolves when the thread's workers are all done; carries a panic.
+    done: tokio::sync::oneshot::Receiver<std::thread::Result<()>>,
+}
+
+impl LoadThread {
+    fn start(
+        thread: usize,
+        workers: usize,
+        shared: Arc<Shared>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Self, ClientError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ClientError::Thread)?;
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("load-{thread}"))
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runtime.block_on(async {
+                        let mut set = JoinSet::new();
+                        for _ in 0..workers {
+                            let worker = Worker {
+                                shared: shared.clone(),
+                                connection: Connection::default(),
+                                shard: thread,
+                            };
+                            set.spawn(worker.work(stop.clone()));
+                        }
+                        while let Some(joined) = set.join_next().await {
+                            if let Err(error) = joined {
+                                if error.is_panic() {
+                                    std::panic::resume_unwind(error.into_panic());
+                                }
+                            }
+                        }
+                    });
+                }));
+                let _ = done_tx.send(outcome);
+            })
+            .map_err(ClientError::Thread)?;
+        Ok(Self { done })
+    }
+
+    /// Waits for the thread's workers; a worker's panic is raised again here.
+    async fn join(self) {
+        match self.done.await {
+            Ok(Ok(())) => {}
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("a load thread ended without reporting"),
+        }
     }
 }
 
-/// State shared by all workers of a run.
+/// State shared by all workers of a run, on every load thread.
 struct Shared {
-    /// Cheap to clone; all clones share one connection pool.
-    http: reqwest::Client,
-    /// Where tasks are posted.
-    tasks_url: Url,
+    /// Where tasks are posted, and the time limit of one attempt.
+    target: Target,
     /// Builds each task's body and key without reformatting the fixed parts.
     template: TaskTemplate,
     /// The next task index to hand out; indexes are dense from 0, so that a
@@ -252,25 +328,40 @@ enum Attempt {
     NoAnswer,
 }
 
-impl Shared {
-    async fn work(self: Arc<Self>, worker: usize, mut stop: watch::Receiver<bool>) {
+/// One worker: the run's shared state, its own connection, its thread's shard.
+struct Worker {
+    /// The task counter, schedule, ledger and counters of the whole run.
+    shared: Arc<Shared>,
+    /// Kept alive from task to task, and only this worker uses it.
+    connection: Connection,
+    /// The recorder shard of the worker's thread, never contended.
+    shard: usize,
+}
+
+impl Worker {
+    /// Takes task after task until none is left.
+    async fn work(mut self, mut stop: watch::Receiver<bool>) {
         loop {
-            if self.stopping.load(Relaxed) {
+            if self.shared.stopping.load(Relaxed) {
                 return;
             }
-            let index = self.next_index.fetch_add(1, Relaxed);
-            if self.limit.is_some_and(|n| index >= n) {
+            let index = self.shared.next_index.fetch_add(1, Relaxed);
+            if self.shared.limit.is_some_and(|n| index >= n) {
                 return;
             }
-            let scheduled = match self.rate {
-                Some(rate) => self.start + Duration::from_secs_f64(index as f64 / rate),
+            let scheduled = match self.shared.rate {
+                Some(rate) => self.shared.start + Duration::from_secs_f64(index as f64 / rate),
                 None => Instant::now(),
             };
-            if self.deadline.is_some_and(|deadline| scheduled >= deadline) {
+            if self
+                .shared
+                .deadline
+                .is_some_and(|deadline| scheduled >= deadline)
+            {
                 self.mark(index, TaskOutcome::NotSent);
                 return;
             }
-            if self.rate.is_some() {
+            if self.shared.rate.is_some() {
                 // Sleep until the slot, but wake at once on Ctrl-C: at a low
                 // rate a worker may hold a slot many seconds ahead.
                 let stopped = tokio::select! {
@@ -282,15 +373,16 @@ impl Shared {
                     return;
                 }
             }
-            let outcome = self.send_task(worker, index, scheduled).await;
+            let outcome = self.send_task(index, scheduled).await;
             self.mark(index, outcome);
-            self.finished.fetch_add(1, Relaxed);
+            self.shared.finished.fetch_add(1, Relaxed);
         }
     }
 
     fn mark(&self, index: u64, outcome: TaskOutcome) {
         if outcome != TaskOutcome::Acknowledged {
-            self.ledger
+            self.shared
+                .ledger
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .mark(index, outcome);
@@ -300,29 +392,26 @@ impl Shared {
     /// Sends task `index` until it is acknowledged, refused, or out of
     /// retries. Every attempt carries the same body and Idempotency-Key, so a
     /// server that keeps its contract stores it at most once.
-    async fn send_task(&self, worker: usize, index: u64, started: Instant) -> TaskOutcome {
+    async fn send_task(&mut self, index: u64, started: Instant) -> TaskOutcome {
         let seq = index + 1;
-        let body = self.template.body(seq);
-        let key = self.template.idempotency_key(seq);
+        let body = self.shared.template.body(seq);
+        let key = self.shared.template.idempotency_key(seq);
         // Once an attempt may have reached the server without an answer, a
         // later refusal no longer proves the task is not stored.
         let mut maybe_stored = false;
         let mut attempt = 0;
         loop {
-            match self
-                .attempt(worker, body.clone(), key.clone(), started)
-                .await
-            {
+            match self.attempt(body.clone(), key.clone(), started).await {
                 Attempt::Acknowledged => return TaskOutcome::Acknowledged,
                 Attempt::Refused => break,
                 Attempt::Retryable => {}
                 Attempt::NoAnswer => maybe_stored = true,
             }
-            if attempt == self.retries {
+            if attempt == self.shared.retries {
                 break;
             }
             attempt += 1;
-            self.recorder.shard(worker).record_retry();
+            self.shared.recorder.shard(self.shard).record_retry();
             tokio::time::sleep(backoff(seq, attempt)).await;
         }
         if maybe_stored {
@@ -333,34 +422,16 @@ impl Shared {
     }
 
     /// One POST. Its status (and, when acknowledged, the task's latency from
-    /// `started`) is recorded under a single lock of the worker's shard.
-    async fn attempt(
-        &self,
-        worker: usize,
-        body: Bytes,
-        key: HeaderValue,
-        started: Instant,
-    ) -> Attempt {
-        let sent = self
-            .http
-            .post(self.tasks_url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(IDEMPOTENCY_KEY, key)
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                // Read the body to its end so the connection goes back to the
-                // pool; its content is not needed, verification reads the
-                // stored tasks themselves. The status has already decided.
-                while let Ok(Some(_)) = response.chunk().await {}
-                let mut shard = self.recorder.shard(worker);
-                shard.record_status(status);
+    /// `started`) is recorded under a single lock of the thread's shard.
+    async fn attempt(&mut self, body: Bytes, key: HeaderValue, started: Instant) -> Attempt {
+        let answer = self.connection.post(&self.shared.target, body, key).await;
+        let mut counters = self.shared.recorder.shard(self.shard);
+        match answer {
+            Ok(status) => {
+                counters.record_status(status);
                 match status {
                     200 | 201 => {
-                        shard.record_latency(started.elapsed());
+                        counters.record_latency(started.elapsed());
                         Attempt::Acknowledged
                     }
                     500..=599 => Attempt::Retryable,
@@ -368,11 +439,8 @@ impl Shared {
                 }
             }
             Err(error) => {
-                let kind = classify(&error);
-                self.recorder
-                    .shard(worker)
-                    .record_error(kind, || describe(&error));
-                match kind {
+                counters.record_error(error.kind, || describe(&*error.source));
+                match error.kind {
                     ErrorKind::Connect => Attempt::Retryable,
                     ErrorKind::Timeout | ErrorKind::Connection | ErrorKind::Other => {
                         Attempt::NoAnswer

@@ -181,6 +181,21 @@ async fn a_server_slower_than_the_timeout_leaves_outcomes_unknown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_closing_each_connection_costs_no_retry() {
+    let fake = FakeServer::start(Fault::CloseConnections).await;
+    let report = emulate(&fake.url, &["-n", "60", "-c", "3"]).await;
+    assert!(report.success, "{report}");
+    assert_eq!(report.verified, Some(60));
+    assert_eq!(
+        (report.retries, report.requests),
+        (0, 60),
+        "reconnecting is not a retry"
+    );
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(fake.log().posts, 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_is_not_an_acknowledgement() {
     let fake = FakeServer::start(Fault::Redirect).await;
     let report = emulate(&fake.url, &["-n", "10"]).await;

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CONNECTION, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -45,6 +45,9 @@ pub enum Fault {
     Slow { delay: Duration },
     /// Answers 503 to the first `n` health polls.
     LateHealth { n: u64 },
+    /// Correct, but closes the connection after every answer to a POST, so
+    /// a client must open a new one for each task.
+    CloseConnections,
     /// Answers every POST with 302 to `GET /tareas`, which answers 200: a
     /// client that follows redirects would take that for an acknowledgement.
     Redirect,
@@ -314,7 +317,13 @@ async fn create(State(fake): State<Fake>, headers: HeaderMap, Json(body): Json<V
             _ = closing.wait_for(|&c| c) => {}
         }
     }
-    answer.into_response()
+    let mut response = answer.into_response();
+    if let Fault::CloseConnections = fake.fault {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// A checked config for an in-process run against `url`, without a progress
