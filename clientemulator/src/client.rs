@@ -180,12 +180,15 @@ pub async fn send(config: &Config, stop: impl Future<Output = ()>) -> Result<Loa
     for thread in 0..threads {
         // Workers are dealt out evenly: thread t runs workers t, t+threads, ...
         let workers = (config.concurrency - thread).div_ceil(threads);
-        load_threads.push(LoadThread::start(
-            thread,
-            workers,
-            shared.clone(),
-            stop_rx.clone(),
-        )?);
+        match LoadThread::start(thread, workers, shared.clone(), stop_rx.clone()) {
+            Ok(started) => load_threads.push(started),
+            Err(error) => {
+                // Threads already started must not go on sending unseen.
+                shared.stopping.store(true, Relaxed);
+                let _ = stop_tx.send(true);
+                return Err(error);
+            }
+        }
     }
     let progress = config
         .progress

@@ -67,7 +67,7 @@ pub use report::Report;
 /// open-file limit; it still runs, after a warning.
 const MANY_CONNECTIONS: usize = 10_000;
 
-/// Why a run produced no report. Both mean exit status 2.
+/// Why a run produced no report. Every one means exit status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
