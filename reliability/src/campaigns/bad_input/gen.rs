@@ -51,8 +51,8 @@ fn header_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 fn content_type() -> impl Strategy<Value = Option<Vec<u8>>> {
     let fixed = |s: &'static str| Just(Some(s.as_bytes().to_vec()));
     prop_oneof![
-        12 => fixed("application/json"),
-        2 => fixed("application/json; charset=utf-8"),
+        40 => fixed("application/json"),
+        6 => fixed("application/json; charset=utf-8"),
         1 => fixed("APPLICATION/Json"),
         1 => fixed("  application/json ;"),
         1 => fixed("application/problem+json"),

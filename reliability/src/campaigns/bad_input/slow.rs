@@ -129,10 +129,12 @@ pub fn run(ctx: &Ctx, row: &mut Row, connections: usize) {
             ));
         }
     }
+    let mut answered_after = Duration::ZERO;
     for end in &bodies {
         cases += 1;
         match end {
-            End::Closed(Some(408), Some(body), _) => {
+            End::Closed(Some(408), Some(body), after) => {
+                answered_after = answered_after.max(*after);
                 let message: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
                 row.check(message["error"].is_string(), || {
                     format!("unfinished body: a 408 without a JSON message: {message}")
@@ -141,6 +143,11 @@ pub fn run(ctx: &Ctx, row: &mut Row, connections: usize) {
             other => row.fail(format!("unfinished body: expected 408, got {other:?}")),
         }
     }
+    row.note(format!(
+        "{} unfinished bodies: each answered 408, the last after {:.1} s",
+        bodies.len(),
+        answered_after.as_secs_f64()
+    ));
     cases += 1;
     match complete {
         Ok(Ok((201, body))) => {
