@@ -66,7 +66,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %store.path().display(), "taskserver listening");
+    let activity = tokio::spawn(log_activity(store.stats().clone()));
     serve(listener, app(store.clone()), shutdown).await;
+    activity.abort();
     tracing::info!("no longer accepting; waiting for queued commits");
     // The last handle's drop joins the committer: a blocking wait.
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
@@ -110,4 +112,29 @@ async fn serve(
     drop(listener);
     // Idle connections close now; busy ones after their current request.
     graceful.shutdown().await;
+}
+
+/// How often the activity line is logged, when something was stored.
+const ACTIVITY_EVERY: Duration = Duration::from_secs(2);
+
+/// Logs, every couple of seconds in which tasks were stored, how many and the
+/// file's total: what a person watching `docker compose logs -f` wants to see,
+/// without a line per request.
+async fn log_activity(stats: store::StoreStats) {
+    let mut last = stats.written.get();
+    let mut tick = tokio::time::interval(ACTIVITY_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = stats.written.get();
+        if now != last {
+            tracing::info!(
+                "stored {} tasks in the last {}s; the file holds {}",
+                now - last,
+                ACTIVITY_EVERY.as_secs(),
+                stats.tasks.get()
+            );
+            last = now;
+        }
+    }
 }
