@@ -44,6 +44,17 @@ async fn two_clients_of_100_concurrent_posts_store_all_200() {
     for task in &stored {
         assert_eq!(&acked[&task["id"].as_u64().unwrap()], task);
     }
+    // The activity line people watch in `docker compose logs -f server`
+    // (logged every 2 s in which something was stored; polled, bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !server.log().contains("the file holds 200") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no activity line in the log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let batches = reqwest::get(server.url("/metrics"))
         .await
         .unwrap()
