@@ -48,6 +48,7 @@ pub fn run(ctx: &Ctx) -> Row {
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let writing = Arc::new(AtomicBool::new(true));
 
+    let watcher = super::watch_file(data.clone(), writing.clone());
     let (gets, emulators) = rt.block_on(async {
         let http = http_client();
         let mut writers = Vec::new();
@@ -121,6 +122,10 @@ pub fn run(ctx: &Ctx) -> Row {
         let emulators = emulators.await.unwrap_or_default();
         (gets, emulators)
     });
+    match watcher.join() {
+        Ok(watch) => watch.record(&mut row),
+        Err(_) => row.fail("the file reader panicked"),
+    }
 
     for e in errors.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
         row.fail(e);

@@ -42,6 +42,7 @@ pub fn run(ctx: &Ctx) -> Row {
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let writing = Arc::new(AtomicBool::new(true));
 
+    let watcher = super::watch_file(data.clone(), writing.clone());
     let (gets, emulator) = rt.block_on(async {
         let http = http_client();
         let writers: Vec<_> = (0..WRITERS)
@@ -126,6 +127,10 @@ pub fn run(ctx: &Ctx) -> Row {
             .sum();
         (gets, emulator.await)
     });
+    match watcher.join() {
+        Ok(watch) => watch.record(&mut row),
+        Err(_) => row.fail("the file reader panicked"),
+    }
 
     for e in errors.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
         row.fail(e);

@@ -99,10 +99,7 @@ pub fn run(ctx: &Ctx, row: &mut Row, connections: usize) {
 
     let mut acked = Acks::new();
     let mut cases = 0;
-    for (kind, ends) in [
-        ("trickled headers", &headers),
-        ("silent connection", &silent),
-    ] {
+    for (kind, ends) in [("trickled-header", &headers), ("silent", &silent)] {
         let mut longest = Duration::ZERO;
         for end in ends {
             cases += 1;
