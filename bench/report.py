@@ -186,7 +186,10 @@ def main():
     w("|---|---:|---|---|")
 
     def target(name, value, goal, ok, text=None):
-        met = "n/a" if value is None else ("**yes**" if ok(value) else "**no**")
+        if a.mode != "full":
+            met = "not judged: smoke run"
+        else:
+            met = "n/a" if value is None else ("**yes**" if ok(value) else "**no**")
         w(f"| {name} | {text if text is not None else fmt(value)} | {goal} | {met} |")
 
     target("taskserver / Redis (`appendfsync always`)", n.ratio("ts-0-{r}.rps", "redis-{r}.rps"), ">= 0.9 (aim >= 1.0)", lambda x: x >= 0.9)
@@ -204,7 +207,8 @@ def main():
     target("taskserver on tmpfs / HTTP ceiling (the store without the disk)", n.ratio("tmpfs-{r}.rps", "ceiling-{r}.rps"), "(diagnostic)", lambda x: True)
     target(f"throughput at {label[largest]} / at 0", n.ratio(f"ts-{largest}-{{r}}.rps", "ts-0-{r}.rps"), ">= 0.9", lambda x: x >= 0.9)
     target(f"start-up at {label[largest]} tasks (s)", n.median(f"ts-{largest}-{{r}}.startup_s"), "<= 2 s", lambda x: x <= 2)
-    target(f"resident memory at {label[largest]} tasks (MB, peak)", n.median(f"ts-{largest}-{{r}}.rss_peak_mb"), "<= 400 MB", lambda x: x <= 400)
+    target(f"resident memory at {label[largest]} tasks, once started (MB)", n.median(f"ts-{largest}-{{r}}.rss_start_mb"), "<= 400 MB", lambda x: x <= 400)
+    target(f"resident memory at {label[largest]} tasks, peak of the run, start-up included (MB)", n.median(f"ts-{largest}-{{r}}.rss_peak_mb"), "<= 400 MB", lambda x: x <= 400)
     target(f"`GET /tareas` at {label[largest]} tasks (s)", n.median(f"ts-{largest}-{{r}}.get_all_s"), "<= 2 s", lambda x: x <= 2)
     if a.oha == "yes":
         target("clientemulator / oha", n.ratio("emulator-{r}.rps", "oha-{r}.rps"), ">= 0.9", lambda x: x >= 0.9)
