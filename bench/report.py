@@ -240,6 +240,15 @@ def main():
                     w(f.read().rstrip())
                 w("```\n")
 
+    startup_path = os.path.join(a.out, "profile-startup.txt")
+    if os.path.exists(startup_path) and os.path.getsize(startup_path):
+        w(f"### Profile of taskserver's start-up on the {label[largest]}-task file\n")
+        w("`perf record -e cpu-clock -F 999` from exec until `GET /health` answers; self time by function:\n")
+        w("```")
+        with open(startup_path) as f:
+            w(f.read().rstrip())
+        w("```\n")
+
     w("## Reproduce\n")
     w("```sh\nbench/run           # this report (installs wrk, redis-server, Flask in bench/.venv, oha when missing)\n"
       "bench/run --smoke   # seconds: checks that the harness works; CI runs it\n```\n")
