@@ -22,8 +22,10 @@
 #      host only), and this way the Dockerfile needs no vendoring step of its
 #      own. The layer is remade when Cargo.lock changes (a label records it).
 #
-# Images that are already up to date are reused; --force remakes them all. The
-# names are read from the Dockerfile's FROM lines, so the two cannot drift apart.
+# Images that are already here are reused: a real one (pulled on a machine that
+# could) as it is, one of ours as long as its crates match Cargo.lock. --force
+# remakes them all. The names are read from the Dockerfile's FROM lines, so the
+# two cannot drift apart.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -244,7 +246,13 @@ for image in "${images[@]}"; do
             ;;
         rust:*-slim-*)
             # rust:1.95-slim-bookworm -> version 1.95, suite bookworm
-            if [[ "$(lock_label "$image")" == "$lock_sum" ]] && ! $force; then
+            made_here="$(lock_label "$image")"
+            if image_exists "$image" && [[ -z "$made_here" ]] && ! $force; then
+                # The real image (pulled earlier, say): it downloads crates itself.
+                log "reusing $image (not made by this script)"
+                continue
+            fi
+            if [[ "$made_here" == "$lock_sum" ]] && ! $force; then
                 log "reusing $image (its crates match Cargo.lock)"
                 continue
             fi
