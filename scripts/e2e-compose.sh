@@ -273,7 +273,7 @@ check "image's default command is taskserver" \
 run_clients 1 $((2 * TASKS_PER_CLIENT))
 
 phase "inside the topology"
-check "server process runs as uid 1000, not root" \
+check "server process runs as uid ${APP_UID:-1000}, not root" \
     test "$(docker exec "$server" id -u)" == "${APP_UID:-1000}"
 check "port 9000 published on 127.0.0.1 only" \
     test "$(docker port "$server" 9000/tcp)" == "127.0.0.1:$TASKSERVER_PORT"
