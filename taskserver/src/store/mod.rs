@@ -89,11 +89,13 @@ pub struct KeyConflict {
 /// can answer every request of its group.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot {action} {}: {source}{}", path.display(), hint(source))]
+    #[error("cannot {action} {}: {error}{}", path.display(), hint(error))]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: Arc<io::Error>,
+        /// Not named `source`: the message already says it, and a `source`
+        /// would make `{:#}` (anyhow) print it twice.
+        error: Arc<io::Error>,
     },
     #[error("{} is not a JSON array of tasks ({broken}); the file was left untouched: fix it by hand, or move it away to start with an empty list", path.display())]
     Corrupt { path: PathBuf, broken: Broken },
@@ -185,7 +187,7 @@ impl Store {
             .map_err(|e| StoreError::Io {
                 action: "start the commit thread for",
                 path: path.clone(),
-                source: e.into(),
+                error: e.into(),
             })?;
         Ok(Store {
             shared: Arc::new(Shared {

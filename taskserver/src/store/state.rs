@@ -341,7 +341,7 @@ impl State {
         write().map_err(|e| StoreError::Io {
             action: "save the torn tail (nothing was repaired) to",
             path: side.clone(),
-            source: e.into(),
+            error: e.into(),
         })?;
         Ok(side)
     }
@@ -484,7 +484,7 @@ impl State {
         StoreError::Io {
             action,
             path: self.path.clone(),
-            source: e.into(),
+            error: e.into(),
         }
     }
 }
@@ -550,14 +550,14 @@ fn open_file(path: &Path) -> Result<File, StoreError> {
         .map_err(|e| StoreError::Io {
             action: "open for reading and writing",
             path: path.to_owned(),
-            source: e.into(),
+            error: e.into(),
         })?;
     if !existed {
         // The new file's name must survive a power cut too.
         sync_parent(path).map_err(|e| StoreError::Io {
             action: "sync the directory of",
             path: path.to_owned(),
-            source: e.into(),
+            error: e.into(),
         })?;
     }
     Ok(file)
@@ -567,7 +567,7 @@ fn identity_of(file: &File, path: &Path) -> Result<(u64, u64), StoreError> {
     let m = file.metadata().map_err(|e| StoreError::Io {
         action: "inspect",
         path: path.to_owned(),
-        source: e.into(),
+        error: e.into(),
     })?;
     Ok((m.dev(), m.ino()))
 }
