@@ -90,6 +90,35 @@ pub fn audit(tasks: &[Value], acked: &Acks) -> Audit {
     result
 }
 
+/// The end of a campaign: reads the data file and checks it holds exactly
+/// the acknowledged tasks, those in `acked` one by one and `expected` in
+/// all (tasks acknowledged to clientemulator processes are only counted).
+/// Returns the tasks for further checks, `None` if the file is not valid.
+pub fn final_audit(
+    row: &mut crate::Row,
+    data: &Path,
+    acked: &Acks,
+    expected: u64,
+) -> Option<Vec<Value>> {
+    match read_tasks(data) {
+        Ok(tasks) => {
+            row.file_checked(Ok(()));
+            row.add_audit("final audit", &audit(&tasks, acked));
+            row.check(tasks.len() as u64 == expected, || {
+                format!(
+                    "the file holds {} tasks; {expected} were acknowledged",
+                    tasks.len()
+                )
+            });
+            Some(tasks)
+        }
+        Err(e) => {
+            row.file_checked(Err(e));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,31 +168,16 @@ pub fn run(ctx: &Ctx) -> Row {
     row.acknowledged += emulator_acks;
 
     let http = http_client();
-    match datafile::read_tasks(&data) {
-        Ok(tasks) => {
-            row.file_checked(Ok(()));
-            row.add_audit("final audit", &datafile::audit(&tasks, &acked));
-            row.check(
-                tasks.len() as u64 == acked.len() as u64 + emulator_acks,
-                || {
-                    format!(
-                        "the file holds {} tasks; {} were acknowledged",
-                        tasks.len(),
-                        acked.len() as u64 + emulator_acks
-                    )
-                },
-            );
-            for (s, url) in urls.iter().enumerate() {
-                match rt.block_on(get_tasks(&http, url)) {
-                    Ok(listed) => row
-                        .check(datafile::ids(&listed) == datafile::ids(&tasks), || {
-                            format!("server {s} lists other ids than the file")
-                        }),
-                    Err(e) => row.fail(format!("server {s} at the end: {e}")),
-                }
+    let expected = acked.len() as u64 + emulator_acks;
+    if let Some(tasks) = datafile::final_audit(&mut row, &data, &acked, expected) {
+        for (s, url) in urls.iter().enumerate() {
+            match rt.block_on(get_tasks(&http, url)) {
+                Ok(listed) => row.check(datafile::ids(&listed) == datafile::ids(&tasks), || {
+                    format!("server {s} lists other ids than the file")
+                }),
+                Err(e) => row.fail(format!("server {s} at the end: {e}")),
             }
         }
-        Err(e) => row.file_checked(Err(e)),
     }
     for (s, server) in servers.into_iter().enumerate() {
         match server.terminate() {
