@@ -318,4 +318,13 @@ async fn a_reset_or_replaced_file_is_noticed() {
         .unwrap();
     assert_eq!(task["id"], 11);
     assert_eq!(read_tasks(&path).len(), 2);
+
+    // Removed: the next operation starts it again as `[]`.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(list_ids(&http, &server.url("")).await, Vec::<u64>::new());
+    let (status, task) = post(&http, &server.url(""), "after rm", None)
+        .await
+        .unwrap();
+    assert_eq!((status, task["id"].as_u64()), (201, Some(1)));
+    assert_eq!(read_tasks(&path).len(), 1);
 }

@@ -119,22 +119,26 @@ impl State {
     ) -> Result<T, StoreError> {
         let mut lock = want;
         loop {
-            self.follow_path()?;
             let taken = match lock {
                 Lock::Shared => fs4::FileExt::lock_shared(&self.file),
                 Lock::Exclusive => fs4::FileExt::lock(&self.file),
             };
             taken.map_err(|e| self.io("lock", e))?;
-            if self.path_identity()? != Some(self.identity) {
-                // Replaced while we waited for the lock: lock the new file.
-                let _ = fs4::FileExt::unlock(&self.file);
-                continue;
-            }
-            let result = match self.catch_up(lock) {
-                Ok(CatchUp::Done) => f(self),
-                Ok(CatchUp::NeedsExclusive) => {
+            // Checked with the lock held: a file replaced while we waited
+            // for the lock must not be the one we write to.
+            let result = match self.path_identity() {
+                Ok(Some(current)) if current == self.identity => match self.catch_up(lock) {
+                    Ok(CatchUp::Done) => f(self),
+                    Ok(CatchUp::NeedsExclusive) => {
+                        let _ = fs4::FileExt::unlock(&self.file);
+                        lock = Lock::Exclusive;
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+                Ok(_) => {
                     let _ = fs4::FileExt::unlock(&self.file);
-                    lock = Lock::Exclusive;
+                    self.reopen()?;
                     continue;
                 }
                 Err(e) => Err(e),
@@ -145,15 +149,14 @@ impl State {
         }
     }
 
-    /// Reopens the file if its path now names another file (an editor saved
-    /// it by rename, or it was deleted), so we never write to a ghost.
-    fn follow_path(&mut self) -> Result<(), StoreError> {
-        if self.path_identity()? != Some(self.identity) {
-            tracing::warn!(path = %self.path.display(), "the data file was replaced or removed; reopening it");
-            self.file = open_file(&self.path)?;
-            self.identity = identity_of(&self.file, &self.path)?;
-            self.needs_reload = true;
-        }
+    /// Opens the file the path names now (an editor saved it by rename, or
+    /// it was deleted and is created again as `[]`), so we never write to a
+    /// file no longer reachable by its name.
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        tracing::warn!(path = %self.path.display(), "the data file was replaced or removed; reopening it");
+        self.file = open_file(&self.path)?;
+        self.identity = identity_of(&self.file, &self.path)?;
+        self.needs_reload = true;
         Ok(())
     }
 
