@@ -209,7 +209,9 @@ fn looks_torn(rest: &[u8]) -> bool {
         return true;
     }
     // The old closing `]` after an append that wrote only its comma...
-    let entry = trim_start(rest).strip_prefix(b",").map_or(rest, trim_start);
+    // (The first entry of an array has no comma before it.)
+    let trimmed = trim_start(rest);
+    let entry = trimmed.strip_prefix(b",").map_or(trimmed, trim_start);
     if entry == b"]" {
         return true;
     }
@@ -373,6 +375,11 @@ mod tests {
             (format!("{cut}\0\0\0"), 1),
             // Only the append's comma reached the old closing bytes.
             (format!("{},{}", &before[..at], &before[at + 1..]), 1),
+            // The same in the first entry of the array: no comma before it.
+            (
+                format!("[\n{}", &BRACKETS[..BRACKETS.find("[x]").unwrap() + 3]),
+                0,
+            ),
             // Everything arrived, then zeros where the file grew further.
             (format!("{after}\0\0\0\0"), 2),
             (format!("{}\0", &after[..after.len() - 1]), 2),
