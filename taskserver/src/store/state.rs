@@ -235,6 +235,21 @@ impl State {
             .metadata()
             .map_err(|e| self.io("inspect", e))?
             .len();
+        // A clean file is read in pieces, so the whole file is never held
+        // next to the index built from it; anything else takes the
+        // whole-file path below, with its repairs and precise errors.
+        let clean = load_in_pieces(&self.file, len, PIECE).map_err(|e| self.io("read", e))?;
+        if let Some(clean) = clean {
+            self.index = clean.index;
+            self.anchor_at = clean.anchor_at;
+            self.anchor = clean.anchor;
+            self.tail = clean.tail;
+            self.len = len;
+            self.stats.tasks.set(self.index.len() as i64);
+            self.needs_reload = false;
+            self.log_loaded(len, started);
+            return Ok(CatchUp::Done);
+        }
         let mut buf = vec![0; len as usize];
         self.file
             .read_exact_at(&mut buf, 0)
@@ -254,6 +269,11 @@ impl State {
         };
         self.settle(&buf, 0, last, scan.tail)?;
         self.needs_reload = false;
+        self.log_loaded(len, started);
+        Ok(CatchUp::Done)
+    }
+
+    fn log_loaded(&self, len: u64, started: Instant) {
         tracing::info!(
             path = %self.path.display(),
             tasks = self.index.len(),
@@ -261,7 +281,6 @@ impl State {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "data file loaded"
         );
-        Ok(CatchUp::Done)
     }
 
     /// Records the new anchor and tail after a scan of `buf` (which starts at
@@ -492,6 +511,95 @@ impl State {
     }
 }
 
+/// Bytes read at a time when loading a clean file.
+const PIECE: usize = 8 << 20;
+
+/// A clean data file, loaded by [`load_in_pieces`].
+struct Clean {
+    /// Every task.
+    index: Index,
+    /// Offset of the last entry, or of the `[` of an empty array.
+    anchor_at: u64,
+    /// Its bytes.
+    anchor: Vec<u8>,
+    /// The bytes after it: the closing `]` and whitespace.
+    tail: Vec<u8>,
+}
+
+/// Loads the file `piece` bytes at a time, carrying an unfinished entry over
+/// to the next piece, when it is a clean file: a closed array of tasks with
+/// increasing ids. Returns `None` for anything else (empty, torn, broken,
+/// ids out of order, a piece ending in a way only the whole file explains):
+/// the caller then reads the whole file, which repairs or refuses it.
+fn load_in_pieces(file: &File, len: u64, piece: usize) -> io::Result<Option<Clean>> {
+    let mut index = Index::with_capacity(len as usize / 160);
+    // Unscanned bytes, starting at file offset `base`.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut base = 0u64;
+    let mut read_to = 0u64;
+    let mut start = Start::File;
+    let mut anchor: Option<(u64, Vec<u8>)> = None;
+    loop {
+        let n = piece.min((len - read_to) as usize);
+        let old = carry.len();
+        carry.resize(old + n, 0);
+        file.read_exact_at(&mut carry[old..], read_to)?;
+        read_to += n as u64;
+        let mut sorted = true;
+        let Ok(scan) = scan::scan(&carry, start, |p: Parsed| {
+            if sorted && p.record.id > index.max_id() {
+                index.push(&p.record);
+            } else {
+                sorted = false;
+            }
+        }) else {
+            return Ok(None);
+        };
+        if !sorted {
+            return Ok(None);
+        }
+        if let Some(open) = scan.open {
+            anchor = Some((base + open as u64, b"[".to_vec()));
+        }
+        if let Some(last) = scan.last {
+            anchor = Some((base + last.start as u64, carry[last].to_vec()));
+        }
+        match scan.tail {
+            Tail::Closed { .. } if read_to == len => {
+                let Some((anchor_at, anchor)) = anchor else {
+                    return Ok(None);
+                };
+                // The anchor ends inside `carry`, or exactly where it starts.
+                let tail_from = (anchor_at + anchor.len() as u64 - base) as usize;
+                let tail = carry[tail_from..].to_vec();
+                return Ok(Some(Clean {
+                    index,
+                    anchor_at,
+                    anchor,
+                    tail,
+                }));
+            }
+            // Only whitespace so far, before the `[`: read on.
+            Tail::Empty if read_to < len => {}
+            // The piece ended inside an entry, between two, or after the
+            // closing `]` with more of the file to read: go on from the end
+            // of the last complete entry (or of the `[`).
+            Tail::Torn { .. } | Tail::Closed { .. } if read_to < len => {
+                let Some((anchor_at, anchor)) = &anchor else {
+                    return Ok(None);
+                };
+                let keep_from = (anchor_at + anchor.len() as u64 - base) as usize;
+                carry.drain(..keep_from);
+                base += keep_from as u64;
+                start = Start::AfterEntry {
+                    empty: index.is_empty(),
+                };
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
 /// Builds the index of a whole file. Entries are streamed into the index;
 /// a file whose ids are not increasing (edited by hand) is read a second
 /// time and sorted, and one with a duplicate id is refused.
@@ -581,4 +689,124 @@ fn sync_parent(path: &Path) -> io::Result<()> {
         _ => Path::new("."),
     };
     File::open(parent)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u64, titulo: &str) -> Record {
+        Record {
+            id,
+            titulo: titulo.into(),
+            descripcion: Some("línea 1\nlínea 2, \"citada\"".into()),
+            completada: id % 2 == 0,
+            cliente: Some("client1".into()),
+            creada_en: Some("2026-11-23T10:00:00.000Z".into()),
+            idempotency_key: Some(format!("run-{id}")),
+        }
+    }
+
+    fn ours(records: &[Record]) -> Vec<u8> {
+        if records.is_empty() {
+            return b"[]\n".to_vec();
+        }
+        let lines: Vec<String> = records
+            .iter()
+            .map(|r| String::from_utf8(r.file_json()).unwrap())
+            .collect();
+        format!("[\n{}\n]\n", lines.join(",\n")).into_bytes()
+    }
+
+    /// What the whole-file path makes of a clean file.
+    fn whole(buf: &[u8]) -> (Vec<u8>, usize, u64, Vec<u8>, Vec<u8>) {
+        let (index, scan) = build_index(buf).unwrap();
+        assert!(matches!(scan.tail, Tail::Closed { .. }));
+        let last = scan.last.unwrap_or_else(|| {
+            let open = scan.open.unwrap();
+            open..open + 1
+        });
+        let json: Vec<u8> = index.page(0, usize::MAX).parts.concat();
+        let tail = buf[last.end..].to_vec();
+        (
+            json,
+            index.len(),
+            last.start as u64,
+            buf[last].to_vec(),
+            tail,
+        )
+    }
+
+    fn in_pieces(buf: &[u8], piece: usize) -> Option<Clean> {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, buf).unwrap();
+        load_in_pieces(&file, buf.len() as u64, piece).unwrap()
+    }
+
+    fn piece_sizes(len: usize) -> Vec<usize> {
+        let mut sizes: Vec<usize> = (1..=300).collect();
+        sizes.extend([500, 1000, 4096, len - 1, len, len + 1, PIECE]);
+        sizes
+    }
+
+    #[test]
+    fn pieces_of_any_size_load_a_clean_file_as_the_whole_file_does() {
+        let records: Vec<Record> = (1..=25)
+            .map(|i| record(i * 3, &format!("Tarea [{i}], de ñandú ]")))
+            .collect();
+        let pretty = serde_json::to_vec_pretty(&records).unwrap();
+        for buf in [ours(&records), pretty, ours(&[]), b"  [ ]  ".to_vec()] {
+            let expected = whole(&buf);
+            for piece in piece_sizes(buf.len()) {
+                let clean = in_pieces(&buf, piece).unwrap_or_else(|| {
+                    panic!(
+                        "piece {piece} declined a clean file: {:?}",
+                        String::from_utf8_lossy(&buf[..buf.len().min(40)])
+                    )
+                });
+                let json: Vec<u8> = clean.index.page(0, usize::MAX).parts.concat();
+                let got = (
+                    json,
+                    clean.index.len(),
+                    clean.anchor_at,
+                    clean.anchor,
+                    clean.tail,
+                );
+                assert!(got == expected, "piece {piece} differs");
+                if !records.is_empty() && clean.index.len() == records.len() {
+                    assert_eq!(clean.index.id_for_key("run-9"), Some(9));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn anything_but_a_clean_file_is_left_to_the_whole_file_path() {
+        let records: Vec<Record> = (1..=6).map(|i| record(i, "t")).collect();
+        let full = ours(&records);
+        let torn = full[..full.len() - 40].to_vec();
+        let mut zeros = full.clone();
+        zeros.extend_from_slice(&[0; 64]);
+        let mut unsorted = records.clone();
+        unsorted.swap(2, 4);
+        let broken = String::from_utf8(full.clone())
+            .unwrap()
+            .replacen("\"id\":3", "\"id\":\"3\"", 1)
+            .into_bytes();
+        for buf in [
+            torn,
+            zeros,
+            ours(&unsorted),
+            broken,
+            b"".to_vec(),
+            b"{}".to_vec(),
+        ] {
+            for piece in piece_sizes(buf.len().max(2)) {
+                assert!(
+                    in_pieces(&buf, piece).is_none(),
+                    "piece {piece} took {buf:?}"
+                );
+            }
+        }
+    }
 }
