@@ -105,6 +105,21 @@ pub struct Target {
 }
 
 impl Target {
+    /// The data file as it is before `case` is sent, and what the model
+    /// allows the server to answer to it.
+    pub fn before(&self, case: &Case) -> Result<(Vec<u8>, model::Verdict), String> {
+        let bytes = std::fs::read(&self.path).map_err(|e| e.to_string())?;
+        let verdict = model::judge(
+            &model::Request {
+                content_type: case.content_type.as_deref(),
+                idempotency_key: case.key.as_deref(),
+                body: &case.body,
+            },
+            &self.keys,
+        );
+        Ok((bytes, verdict))
+    }
+
     pub fn new(name: &str) -> Target {
         let dir = super::temp_dir(name);
         let path = dir.path().join("tasks.json");
@@ -279,15 +294,7 @@ fn one_in_process(
     tally: &mut Tally,
     case: &Case,
 ) -> Result<(), String> {
-    let before = std::fs::read(&target.path).map_err(|e| e.to_string())?;
-    let verdict = model::judge(
-        &model::Request {
-            content_type: case.content_type.as_deref(),
-            idempotency_key: case.key.as_deref(),
-            body: &case.body,
-        },
-        &target.keys,
-    );
+    let (before, verdict) = target.before(case)?;
     let mut req = Request::post("/tareas");
     if let Some(ct) = &case.content_type {
         req = req.header(

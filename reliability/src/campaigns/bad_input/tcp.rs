@@ -48,15 +48,7 @@ fn one(
     tally: &mut Tally,
     case: &Case,
 ) -> Result<(), String> {
-    let before = std::fs::read(&target.path).map_err(|e| e.to_string())?;
-    let verdict = model::judge(
-        &model::Request {
-            content_type: case.content_type.as_deref(),
-            idempotency_key: case.key.as_deref(),
-            body: &case.body,
-        },
-        &target.keys,
-    );
+    let (before, verdict) = target.before(case)?;
     let answer = exchange(addr, &request_bytes(case));
     let after = std::fs::read(&target.path).map_err(|e| e.to_string())?;
     let (status, body) = match answer {
