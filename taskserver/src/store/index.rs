@@ -108,6 +108,17 @@ impl Index {
         }
     }
 
+    /// Adds `record` if its id is larger than every id so far; returns
+    /// whether it did. Loading streams a file through this, and falls back
+    /// to sorting when a hand-edited file breaks the order.
+    pub fn push_increasing(&mut self, record: &Record) -> bool {
+        let increasing = record.id > self.max_id();
+        if increasing {
+            self.push(record);
+        }
+        increasing
+    }
+
     /// The id of the task stored with this idempotency key.
     pub fn id_for_key(&self, key: &str) -> Option<u64> {
         self.keys.get(key).copied()

@@ -547,11 +547,7 @@ fn load_in_pieces(file: &File, len: u64, piece: usize) -> io::Result<Option<Clea
         read_to += n as u64;
         let mut sorted = true;
         let Ok(scan) = scan::scan(&carry, start, |p: Parsed| {
-            if sorted && p.record.id > index.max_id() {
-                index.push(&p.record);
-            } else {
-                sorted = false;
-            }
+            sorted = sorted && index.push_increasing(&p.record);
         }) else {
             return Ok(None);
         };
@@ -606,15 +602,11 @@ fn load_in_pieces(file: &File, len: u64, piece: usize) -> io::Result<Option<Clea
 fn build_index(buf: &[u8]) -> Result<(Index, scan::Scan), scan::Broken> {
     // Our entries take about 200 bytes; a generous guess costs little.
     let mut index = Index::with_capacity(buf.len() / 160);
-    let mut out_of_order = false;
+    let mut sorted = true;
     let scan = scan::scan(buf, Start::File, |p: Parsed| {
-        if out_of_order || p.record.id <= index.max_id() {
-            out_of_order = true;
-        } else {
-            index.push(&p.record);
-        }
+        sorted = sorted && index.push_increasing(&p.record);
     })?;
-    if !out_of_order {
+    if sorted {
         return Ok((index, scan));
     }
     let mut all: Vec<Parsed> = Vec::new();
@@ -778,6 +770,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_hand_edited_file_out_of_order_is_loaded_sorted() {
+        let records: Vec<Record> = [5, 2, 9, 1].iter().map(|&i| record(i, "t")).collect();
+        let (index, _) = build_index(&ours(&records)).unwrap();
+        let json = index.page(0, usize::MAX).parts.concat();
+        let ids: Vec<u64> =
+            serde_json::from_slice::<Vec<Record>>(&[b"[", &json[..], b"]"].concat())
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect();
+        assert_eq!(ids, vec![1, 2, 5, 9]);
+        assert_eq!(index.id_for_key("run-9"), Some(9));
     }
 
     #[test]
