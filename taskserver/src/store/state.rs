@@ -126,16 +126,18 @@ impl State {
             taken.map_err(|e| self.io("lock", e))?;
             // Checked with the lock held: a file replaced while we waited
             // for the lock must not be the one we write to.
-            let result = match self.path_identity() {
-                Ok(Some(current)) if current == self.identity => match self.catch_up(lock) {
-                    Ok(CatchUp::Done) => f(self),
-                    Ok(CatchUp::NeedsExclusive) => {
-                        let _ = fs4::FileExt::unlock(&self.file);
-                        lock = Lock::Exclusive;
-                        continue;
+            let result = match self.path_metadata() {
+                Ok(Some(m)) if (m.dev(), m.ino()) == self.identity => {
+                    match self.catch_up(lock, m.len()) {
+                        Ok(CatchUp::Done) => f(self),
+                        Ok(CatchUp::NeedsExclusive) => {
+                            let _ = fs4::FileExt::unlock(&self.file);
+                            lock = Lock::Exclusive;
+                            continue;
+                        }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                },
+                }
                 Ok(_) => {
                     let _ = fs4::FileExt::unlock(&self.file);
                     self.reopen()?;
@@ -160,25 +162,23 @@ impl State {
         Ok(())
     }
 
-    /// Device and inode of the file the path names now; `None` if none.
-    fn path_identity(&self) -> Result<Option<(u64, u64)>, StoreError> {
+    /// The metadata of the file the path names now; `None` if none. When
+    /// its device and inode are ours, its length is our file's length too:
+    /// one `statx` per operation answers both questions.
+    fn path_metadata(&self) -> Result<Option<std::fs::Metadata>, StoreError> {
         match std::fs::metadata(&self.path) {
-            Ok(m) => Ok(Some((m.dev(), m.ino()))),
+            Ok(m) => Ok(Some(m)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io("inspect", e)),
         }
     }
 
-    /// Brings the index up to date with the file (see the module docs).
-    fn catch_up(&mut self, lock: Lock) -> Result<CatchUp, StoreError> {
+    /// Brings the index up to date with the file (see the module docs),
+    /// whose length is `len`.
+    fn catch_up(&mut self, lock: Lock, len: u64) -> Result<CatchUp, StoreError> {
         if self.needs_reload {
             return self.reload(lock);
         }
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| self.io("inspect", e))?
-            .len();
         let anchor_end = self.anchor_at + self.anchor.len() as u64;
         if len < anchor_end {
             return self.reload(lock);
