@@ -235,17 +235,19 @@ impl State {
             .metadata()
             .map_err(|e| self.io("inspect", e))?
             .len();
-        // A clean file is read in pieces, so the whole file is never held
-        // next to the index built from it; anything else takes the
-        // whole-file path below, with its repairs and precise errors.
-        let clean = load_in_pieces(&self.file, len, PIECE).map_err(|e| self.io("read", e))?;
-        if let Some(clean) = clean {
-            self.index = clean.index;
-            self.anchor_at = clean.anchor_at;
-            self.anchor = clean.anchor;
-            self.tail = clean.tail;
-            self.len = len;
-            self.stats.tasks.set(self.index.len() as i64);
+        // A file of ours, closed or torn by a crash, is read in pieces, so
+        // the whole file is never held next to the index built from it;
+        // anything else takes the whole-file path below, with its sorting
+        // and precise errors.
+        let loaded = load_in_pieces(&self.file, len, PIECE).map_err(|e| self.io("read", e))?;
+        if let Some(loaded) = loaded {
+            if matches!(loaded.tail, Tail::Torn { .. }) && lock == Lock::Shared {
+                return Ok(CatchUp::NeedsExclusive);
+            }
+            self.index = loaded.index;
+            self.anchor_at = loaded.anchor_at;
+            self.anchor = loaded.anchor;
+            self.settle(&loaded.rest, loaded.rest_at, None, loaded.tail)?;
             self.needs_reload = false;
             self.log_loaded(len, started);
             return Ok(CatchUp::Done);
@@ -285,7 +287,8 @@ impl State {
 
     /// Records the new anchor and tail after a scan of `buf` (which starts at
     /// file offset `base`), repairing a torn tail or an empty file first.
-    /// `last` is the new anchor within `buf`, `None` to keep the current one.
+    /// `last` is the new anchor within `buf`, `None` to keep the current one
+    /// (which then ends at or after `base`).
     fn settle(
         &mut self,
         buf: &[u8],
@@ -297,9 +300,9 @@ impl State {
             self.anchor_at = base + last.start as u64;
             self.anchor = buf[last.clone()].to_vec();
         }
-        let anchor_end = (self.anchor_at - base) as usize + self.anchor.len();
         match tail {
             Tail::Closed { .. } => {
+                let anchor_end = (self.anchor_at + self.anchor.len() as u64 - base) as usize;
                 self.tail = buf[anchor_end..].to_vec();
                 self.len = base + buf.len() as u64;
             }
@@ -514,24 +517,32 @@ impl State {
 /// Bytes read at a time when loading a clean file.
 const PIECE: usize = 8 << 20;
 
-/// A clean data file, loaded by [`load_in_pieces`].
-struct Clean {
-    /// Every task.
+/// A data file loaded by [`load_in_pieces`], ready for [`State::settle`].
+struct Loaded {
+    /// Every complete task.
     index: Index,
-    /// Offset of the last entry, or of the `[` of an empty array.
+    /// Offset of the last complete entry, or of the `[` of an empty array.
     anchor_at: u64,
     /// Its bytes.
     anchor: Vec<u8>,
-    /// The bytes after it: the closing `]` and whitespace.
-    tail: Vec<u8>,
+    /// The last bytes read, from file offset `rest_at` to the end of the
+    /// file; they hold the end of the anchor, or start just after it.
+    rest: Vec<u8>,
+    /// Where `rest` starts in the file.
+    rest_at: u64,
+    /// How `rest` ends: closed, or torn by a crash (offsets in `rest`).
+    tail: Tail,
 }
 
 /// Loads the file `piece` bytes at a time, carrying an unfinished entry over
-/// to the next piece, when it is a clean file: a closed array of tasks with
-/// increasing ids. Returns `None` for anything else (empty, torn, broken,
-/// ids out of order, a piece ending in a way only the whole file explains):
-/// the caller then reads the whole file, which repairs or refuses it.
-fn load_in_pieces(file: &File, len: u64, piece: usize) -> io::Result<Option<Clean>> {
+/// to the next piece, when it is a file we could have written: an array of
+/// tasks with increasing ids, closed, or with its last entry torn by a crash
+/// (the scan of the last piece tells the same torn tail as a scan of the
+/// whole file would, since both go on from the same complete entry).
+/// Returns `None` for anything else (empty, broken, ids out of order, a
+/// piece ending in a way only the whole file explains): the caller then
+/// reads the whole file, which sorts, creates or refuses it.
+fn load_in_pieces(file: &File, len: u64, piece: usize) -> io::Result<Option<Loaded>> {
     let mut index = Index::with_capacity(len as usize / 160);
     // Unscanned bytes, starting at file offset `base`.
     let mut carry: Vec<u8> = Vec::new();
@@ -561,18 +572,17 @@ fn load_in_pieces(file: &File, len: u64, piece: usize) -> io::Result<Option<Clea
             anchor = Some((base + last.start as u64, carry[last].to_vec()));
         }
         match scan.tail {
-            Tail::Closed { .. } if read_to == len => {
+            Tail::Closed { .. } | Tail::Torn { .. } if read_to == len => {
                 let Some((anchor_at, anchor)) = anchor else {
                     return Ok(None);
                 };
-                // The anchor ends inside `carry`, or exactly where it starts.
-                let tail_from = (anchor_at + anchor.len() as u64 - base) as usize;
-                let tail = carry[tail_from..].to_vec();
-                return Ok(Some(Clean {
+                return Ok(Some(Loaded {
                     index,
                     anchor_at,
                     anchor,
-                    tail,
+                    rest: carry,
+                    rest_at: base,
+                    tail: scan.tail,
                 }));
             }
             // Only whitespace so far, before the `[`: read on.
@@ -710,29 +720,70 @@ mod tests {
         format!("[\n{}\n]\n", lines.join(",\n")).into_bytes()
     }
 
-    /// What the whole-file path makes of a clean file.
-    fn whole(buf: &[u8]) -> (Vec<u8>, usize, u64, Vec<u8>, Vec<u8>) {
-        let (index, scan) = build_index(buf).unwrap();
-        assert!(matches!(scan.tail, Tail::Closed { .. }));
-        let last = scan.last.unwrap_or_else(|| {
-            let open = scan.open.unwrap();
-            open..open + 1
-        });
-        let json: Vec<u8> = index.page(0, usize::MAX).parts.concat();
-        let tail = buf[last.end..].to_vec();
-        (
-            json,
-            index.len(),
-            last.start as u64,
-            buf[last].to_vec(),
-            tail,
-        )
+    /// What a load found, in terms both paths can be compared in.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Outcome {
+        /// Every task's public JSON, in order.
+        json: Vec<u8>,
+        tasks: usize,
+        anchor_at: u64,
+        anchor: Vec<u8>,
+        end: End,
     }
 
-    fn in_pieces(buf: &[u8], piece: usize) -> Option<Clean> {
+    #[derive(Debug, PartialEq, Eq)]
+    enum End {
+        /// The bytes after the anchor.
+        Closed(Vec<u8>),
+        /// Where the repair cuts the file, and why.
+        Torn { at: u64, reason: String },
+    }
+
+    /// What the whole-file path makes of `buf`; `None` when it refuses it
+    /// or finds it empty.
+    fn whole(buf: &[u8]) -> Option<Outcome> {
+        let (index, scan) = build_index(buf).ok()?;
+        let last = scan.last.or(scan.open.map(|open| open..open + 1))?;
+        let end = match scan.tail {
+            Tail::Closed { .. } => End::Closed(buf[last.end..].to_vec()),
+            Tail::Torn { good_end, reason } => End::Torn {
+                at: good_end as u64,
+                reason,
+            },
+            Tail::Empty => return None,
+        };
+        Some(Outcome {
+            json: index.page(0, usize::MAX).parts.concat(),
+            tasks: index.len(),
+            anchor_at: last.start as u64,
+            anchor: buf[last].to_vec(),
+            end,
+        })
+    }
+
+    /// What the piecewise path makes of `buf`; `None` when it declines it.
+    fn in_pieces(buf: &[u8], piece: usize) -> Option<Outcome> {
         let mut file = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut file, buf).unwrap();
-        load_in_pieces(&file, buf.len() as u64, piece).unwrap()
+        let loaded = load_in_pieces(&file, buf.len() as u64, piece).unwrap()?;
+        let end = match loaded.tail {
+            Tail::Closed { .. } => {
+                let anchor_end = loaded.anchor_at + loaded.anchor.len() as u64 - loaded.rest_at;
+                End::Closed(loaded.rest[anchor_end as usize..].to_vec())
+            }
+            Tail::Torn { good_end, reason } => End::Torn {
+                at: loaded.rest_at + good_end as u64,
+                reason,
+            },
+            Tail::Empty => panic!("an empty file is left to the whole-file path"),
+        };
+        Some(Outcome {
+            json: loaded.index.page(0, usize::MAX).parts.concat(),
+            tasks: loaded.index.len(),
+            anchor_at: loaded.anchor_at,
+            anchor: loaded.anchor,
+            end,
+        })
     }
 
     fn piece_sizes(len: usize) -> Vec<usize> {
@@ -748,28 +799,92 @@ mod tests {
             .collect();
         let pretty = serde_json::to_vec_pretty(&records).unwrap();
         for buf in [ours(&records), pretty, ours(&[]), b"  [ ]  ".to_vec()] {
-            let expected = whole(&buf);
+            let expected = whole(&buf).expect("a clean file");
+            assert!(matches!(expected.end, End::Closed(_)));
             for piece in piece_sizes(buf.len()) {
-                let clean = in_pieces(&buf, piece).unwrap_or_else(|| {
+                let got = in_pieces(&buf, piece).unwrap_or_else(|| {
                     panic!(
                         "piece {piece} declined a clean file: {:?}",
                         String::from_utf8_lossy(&buf[..buf.len().min(40)])
                     )
                 });
-                let json: Vec<u8> = clean.index.page(0, usize::MAX).parts.concat();
-                let got = (
-                    json,
-                    clean.index.len(),
-                    clean.anchor_at,
-                    clean.anchor,
-                    clean.tail,
-                );
                 assert!(got == expected, "piece {piece} differs");
-                if !records.is_empty() && clean.index.len() == records.len() {
-                    assert_eq!(clean.index.id_for_key("run-9"), Some(9));
-                }
             }
         }
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &ours(&records)).unwrap();
+        let loaded = load_in_pieces(&file, file.metadata().unwrap().len(), 100).unwrap();
+        assert_eq!(loaded.unwrap().index.id_for_key("run-9"), Some(9));
+    }
+
+    /// A crash can cut an append anywhere: wherever it does, the piecewise
+    /// load finds the same complete tasks and the same torn tail as the
+    /// whole-file scan, whatever the piece size.
+    #[test]
+    fn pieces_of_any_size_find_the_torn_tail_the_whole_file_scan_finds() {
+        let records: Vec<Record> = (1..=6)
+            .map(|i| record(i, &format!("Tarea [{i}] ]")))
+            .collect();
+        let full = ours(&records);
+        let before_last = ours(&records[..5]);
+        let mut torn_files: Vec<Vec<u8>> = (2..full.len())
+            .step_by(7)
+            .map(|cut| full[..cut].to_vec())
+            .collect();
+        // An append that wrote only its comma over the old closing bytes.
+        let mut comma = before_last[..before_last.len() - 3].to_vec();
+        comma.extend_from_slice(b",]\n");
+        torn_files.push(comma);
+        // The file grew but the data never arrived: zeros after a cut.
+        let mut zeros = full[..full.len() - 50].to_vec();
+        zeros.extend_from_slice(&[0; 300]);
+        torn_files.push(zeros);
+        // The append's own last `]`, then zeros.
+        let mut closed_zeros = full.clone();
+        closed_zeros.extend_from_slice(&[0; 64]);
+        torn_files.push(closed_zeros);
+
+        let mut torn_seen = 0;
+        for buf in &torn_files {
+            let expected = whole(buf);
+            torn_seen += matches!(
+                expected,
+                Some(Outcome {
+                    end: End::Torn { .. },
+                    ..
+                })
+            ) as usize;
+            for piece in [
+                1,
+                2,
+                3,
+                5,
+                7,
+                11,
+                13,
+                17,
+                23,
+                37,
+                64,
+                100,
+                1000,
+                buf.len() - 1,
+                buf.len(),
+                PIECE,
+            ] {
+                let got = in_pieces(buf, piece);
+                assert!(
+                    got == expected,
+                    "piece {piece}, file of {} bytes ending {:?}: {got:?} != {expected:?}",
+                    buf.len(),
+                    String::from_utf8_lossy(&buf[buf.len().saturating_sub(30)..])
+                );
+            }
+        }
+        assert!(
+            torn_seen > torn_files.len() / 2,
+            "the cases must be torn files"
+        );
     }
 
     #[test]
@@ -788,26 +903,16 @@ mod tests {
     }
 
     #[test]
-    fn anything_but_a_clean_file_is_left_to_the_whole_file_path() {
+    fn broken_unsorted_and_empty_files_are_left_to_the_whole_file_path() {
         let records: Vec<Record> = (1..=6).map(|i| record(i, "t")).collect();
         let full = ours(&records);
-        let torn = full[..full.len() - 40].to_vec();
-        let mut zeros = full.clone();
-        zeros.extend_from_slice(&[0; 64]);
         let mut unsorted = records.clone();
         unsorted.swap(2, 4);
         let broken = String::from_utf8(full.clone())
             .unwrap()
             .replacen("\"id\":3", "\"id\":\"3\"", 1)
             .into_bytes();
-        for buf in [
-            torn,
-            zeros,
-            ours(&unsorted),
-            broken,
-            b"".to_vec(),
-            b"{}".to_vec(),
-        ] {
+        for buf in [ours(&unsorted), broken, b"".to_vec(), b"{}".to_vec()] {
             for piece in piece_sizes(buf.len().max(2)) {
                 assert!(
                     in_pieces(&buf, piece).is_none(),
