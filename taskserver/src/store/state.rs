@@ -514,7 +514,7 @@ impl State {
     }
 }
 
-/// Bytes read at a time when loading a clean file.
+/// Bytes read at a time when loading a file.
 const PIECE: usize = 8 << 20;
 
 /// A data file loaded by [`load_in_pieces`], ready for [`State::settle`].
