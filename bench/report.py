@@ -251,7 +251,8 @@ def main():
 
     w("## Reproduce\n")
     w("```sh\nbench/run           # this report (installs wrk, redis-server, Flask in bench/.venv, oha when missing)\n"
-      "bench/run --smoke   # seconds: checks that the harness works; CI runs it\n```\n")
+      "bench/run --smoke   # seconds: checks that the harness works; CI runs it\n"
+      "bench/ab PATCH...   # a store change against HEAD, interleaved (see bench/experiments)\n```\n")
 
     notes = ""
     if os.path.exists(a.report):
