@@ -177,18 +177,18 @@ impl State {
     /// whose length is `len`.
     fn catch_up(&mut self, lock: Lock, len: u64) -> Result<CatchUp, StoreError> {
         if self.needs_reload {
-            return self.reload(lock);
+            return self.reload(lock, len);
         }
         let anchor_end = self.anchor_at + self.anchor.len() as u64;
         if len < anchor_end {
-            return self.reload(lock);
+            return self.reload(lock, len);
         }
         let mut buf = vec![0; (len - self.anchor_at) as usize];
         self.file
             .read_exact_at(&mut buf, self.anchor_at)
             .map_err(|e| self.io("read", e))?;
         if !buf.starts_with(&self.anchor) {
-            return self.reload(lock);
+            return self.reload(lock, len);
         }
         let rest = &buf[self.anchor.len()..];
         if len == self.len && rest == self.tail.as_slice() {
@@ -200,7 +200,7 @@ impl State {
         };
         let Ok(scan) = scan::scan(rest, start, |p| appended.push(p)) else {
             // Reread whole, so the error names the right line.
-            return self.reload(lock);
+            return self.reload(lock, len);
         };
         if appended
             .iter()
@@ -208,7 +208,7 @@ impl State {
             .any(|(p, before)| p.record.id <= before)
         {
             // Someone appended ids out of order by hand: rebuild sorted.
-            return self.reload(lock);
+            return self.reload(lock, len);
         }
         if matches!(scan.tail, Tail::Torn { .. }) && lock == Lock::Shared {
             return Ok(CatchUp::NeedsExclusive);
@@ -226,15 +226,10 @@ impl State {
         Ok(CatchUp::Done)
     }
 
-    /// Reads the whole file and rebuilds the index.
-    fn reload(&mut self, lock: Lock) -> Result<CatchUp, StoreError> {
+    /// Reads the whole file, whose length is `len`, and rebuilds the index.
+    fn reload(&mut self, lock: Lock, len: u64) -> Result<CatchUp, StoreError> {
         self.needs_reload = true;
         let started = Instant::now();
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| self.io("inspect", e))?
-            .len();
         // A file of ours, closed or torn by a crash, is read in pieces, so
         // the whole file is never held next to the index built from it;
         // anything else takes the whole-file path below, with its sorting
