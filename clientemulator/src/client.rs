@@ -469,20 +469,6 @@ fn backoff(seq: u64, attempt: u32) -> Duration {
     base.mul_f64(spread)
 }
 
-/// Which kind of failure a reqwest error is; decides whether the task may be
-/// stored (a connection that never opened certainly did not store it).
-pub fn classify(error: &reqwest::Error) -> ErrorKind {
-    if error.is_connect() {
-        ErrorKind::Connect
-    } else if error.is_timeout() {
-        ErrorKind::Timeout
-    } else if error.is_request() || error.is_body() || error.is_decode() {
-        ErrorKind::Connection
-    } else {
-        ErrorKind::Other
-    }
-}
-
 /// The innermost cause of an error ("Connection refused (os error 111)"),
 /// which says more to a person than reqwest's outer "error sending request".
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {

@@ -67,16 +67,38 @@ pub use report::Report;
 /// open-file limit; it still runs, after a warning.
 const MANY_CONNECTIONS: usize = 10_000;
 
-/// Why a run produced no report. Every one means exit status 2.
+/// The exit statuses of the contract. Their numbers are written here only;
+/// [`Report::exit_status`] and [`RunError::exit_status`] choose among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every task acknowledged and verified.
+    Verified = 0,
+    /// A task failed, was lost or duplicated, or the report could not be
+    /// written.
+    Failed = 1,
+    /// Bad usage, or the server never became reachable: there is no report.
+    NoRun = 2,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit as u8)
+    }
+}
+
+/// Why a run produced no report.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error(transparent)]
+    Usage(#[from] cli::UsageError),
     #[error(transparent)]
     Client(#[from] client::ClientError),
 }
 
 impl RunError {
-    pub fn exit_status(&self) -> u8 {
-        2
+    /// Every error that prevents a report is [`Exit::NoRun`].
+    pub fn exit_status(&self) -> Exit {
+        Exit::NoRun
     }
 }
 

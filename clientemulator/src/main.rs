@@ -1,30 +1,36 @@
+//! The `clientemulator` binary: parse, run, print the report, exit.
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use clientemulator::Args;
+use clientemulator::{Args, Exit, RunError};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     let json = args.json;
-    let config = match args.into_config() {
-        Ok(config) => config,
-        Err(error) => return fail(error.into(), 2),
+    let outcome = match args.into_config() {
+        Ok(config) => clientemulator::run(config, clientemulator::stop_on_ctrl_c()).await,
+        Err(usage) => Err(RunError::from(usage)),
     };
-    match clientemulator::run(config, clientemulator::stop_on_ctrl_c()).await {
-        Ok(report) => match report
-            .write_to(std::io::stdout().lock(), json)
-            .context("writing the report to stdout")
-        {
-            Ok(()) => ExitCode::from(report.exit_status()),
-            Err(error) => fail(error, 1),
-        },
-        Err(error) => fail(error.into(), 2),
+    let report = match outcome {
+        Ok(report) => report,
+        Err(error) => {
+            let exit = error.exit_status();
+            return fail(error.into(), exit);
+        }
+    };
+    match report
+        .write_to(std::io::stdout().lock(), json)
+        .context("writing the report to stdout")
+    {
+        Ok(()) => report.exit_status().into(),
+        Err(error) => fail(error, Exit::Failed),
     }
 }
 
-fn fail(error: anyhow::Error, status: u8) -> ExitCode {
+fn fail(error: anyhow::Error, exit: Exit) -> ExitCode {
     eprintln!("clientemulator: error: {error:#}");
-    ExitCode::from(status)
+    exit.into()
 }

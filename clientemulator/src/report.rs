@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{Config, Mode};
 use crate::client::Load;
 use crate::verify::{Verification, VerifyError};
+use crate::Exit;
 
 /// Everything a run found out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,13 +256,13 @@ impl Report {
         }
     }
 
-    /// The process exit status for this report (2 is only for errors that
-    /// prevent a report).
-    pub fn exit_status(&self) -> u8 {
+    /// The process exit status for this report ([`Exit::NoRun`] is only
+    /// for errors that prevent a report).
+    pub fn exit_status(&self) -> Exit {
         if self.success {
-            0
+            Exit::Verified
         } else {
-            1
+            Exit::Failed
         }
     }
 
@@ -517,7 +518,7 @@ mod tests {
             Duration::ZERO,
         );
         assert!(report.success);
-        assert_eq!(report.exit_status(), 0);
+        assert_eq!(report.exit_status(), Exit::Verified);
         assert_eq!(report.verdict, "c1: 100/100 stored, 0 lost, 0 duplicated");
         assert_eq!(report.throughput_per_second, 50.0);
         assert_eq!(report.latency_ms.count, 100);
@@ -544,7 +545,7 @@ mod tests {
             Some(Ok(lost)),
             Duration::ZERO,
         );
-        assert_eq!((r.success, r.exit_status()), (false, 1));
+        assert_eq!((r.success, r.exit_status()), (false, Exit::Failed));
         assert_eq!(r.verdict, "c1: 9/10 stored, 1 lost, 0 duplicated");
 
         let dup = Verification {

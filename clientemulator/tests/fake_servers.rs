@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use clientemulator::Exit;
 use common::{emulate, FakeServer, Fault};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,7 +15,7 @@ async fn a_correct_server_passes() {
     let report = emulate(&fake.url, &["-n", "50"]).await;
     let log = fake.log();
     assert!(report.success, "{report}");
-    assert_eq!(report.exit_status(), 0);
+    assert_eq!(report.exit_status(), Exit::Verified);
     assert_eq!(
         (report.sent, report.acknowledged, report.failed),
         (50, 50, 0)
@@ -37,7 +38,7 @@ async fn acknowledging_without_storing_is_caught() {
     assert_eq!(report.lost, Some(40));
     assert_eq!(report.verified, Some(0));
     assert!(!report.success);
-    assert_eq!(report.exit_status(), 1);
+    assert_eq!(report.exit_status(), Exit::Failed);
     assert_eq!(report.verdict, "tester: 0/40 stored, 40 lost, 0 duplicated");
 }
 
@@ -49,7 +50,7 @@ async fn forgetting_some_tasks_is_counted_exactly() {
     assert!(log.forgotten > 0);
     assert_eq!(report.lost, Some(log.forgotten));
     assert_eq!(report.verified, Some(log.tasks.len() as u64));
-    assert_eq!(report.exit_status(), 1);
+    assert_eq!(report.exit_status(), Exit::Failed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +63,7 @@ async fn storing_some_tasks_twice_is_caught() {
     assert_eq!(report.duplicated, Some(log.doubled));
     assert_eq!(report.verified, Some(100 - log.doubled));
     assert_eq!(report.lost, Some(0));
-    assert_eq!(report.exit_status(), 1);
+    assert_eq!(report.exit_status(), Exit::Failed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +93,7 @@ async fn random_500s_are_retried_and_the_rest_counted_as_failed() {
     assert_eq!(report.acknowledged, log.stored_keys() as u64);
     assert_eq!(report.verified, Some(report.acknowledged));
     assert_eq!(report.stored_unacknowledged, Some(0));
-    assert_eq!(report.exit_status(), 1, "failed tasks fail the run");
+    assert_eq!(report.exit_status(), Exit::Failed, "failed tasks fail the run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +166,7 @@ async fn a_server_slower_than_the_timeout_leaves_outcomes_unknown() {
     assert_eq!(report.duplicated, Some(0));
     assert_eq!(report.lost, Some(0));
     assert!(!report.success);
-    assert_eq!(report.exit_status(), 1);
+    assert_eq!(report.exit_status(), Exit::Failed);
     assert!(
         report.elapsed_seconds < 4.5,
         "the timeout cut the 5 s wait: {}",
@@ -205,7 +206,7 @@ async fn a_redirect_is_not_an_acknowledgement() {
         (report.acknowledged, report.failed, report.unknown),
         (0, 10, 0)
     );
-    assert_eq!(report.exit_status(), 1);
+    assert_eq!(report.exit_status(), Exit::Failed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +234,7 @@ async fn a_server_that_never_answers_is_an_error_naming_the_url() {
         .await
         .expect_err("nothing listens there");
     let message = error.to_string();
-    assert_eq!(error.exit_status(), 2);
+    assert_eq!(error.exit_status(), Exit::NoRun);
     assert!(message.contains(&format!("{url}/health")), "{message}");
     assert!(message.contains("--url"), "{message}");
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use clientemulator::Exit;
 use common::{emulate, RealServer};
 use serde_json::Value;
 
@@ -19,7 +20,7 @@ async fn a_hundred_tasks_at_once_are_all_verified() {
     let server = RealServer::start().await;
     let report = emulate(&server.url, &["-n", "100"]).await;
     assert!(report.success, "{report}");
-    assert_eq!(report.exit_status(), 0);
+    assert_eq!(report.exit_status(), Exit::Verified);
     assert_eq!(report.concurrency, 100, "-c defaults to --tasks");
     assert_eq!(
         (report.sent, report.acknowledged, report.verified),
