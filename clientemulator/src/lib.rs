@@ -63,9 +63,9 @@ use std::time::{Duration, Instant};
 pub use cli::{Args, Config};
 pub use report::Report;
 
-/// Above this many workers (`-c`, which defaults to `-n`) a run risks the
-/// open-file limit; it still runs, after a warning.
-const MANY_CONNECTIONS: usize = 10_000;
+/// Files the emulator opens besides its connections (runtime, stdio, the
+/// read-back client's connection), with room to spare.
+const OWN_FILES: u64 = 64;
 
 /// The exit statuses of the contract. Their numbers are written here only;
 /// [`Report::exit_status`] and [`RunError::exit_status`] choose among them.
@@ -93,6 +93,12 @@ pub enum RunError {
     Usage(#[from] cli::UsageError),
     #[error(transparent)]
     Client(#[from] client::ClientError),
+    #[error("-c {concurrency} needs {concurrency} connections at once, but this process may open only {limit} files (its hard limit): raise it (`ulimit -n {wanted}`; in Docker `--ulimit nofile={wanted}`), or lower -c")]
+    OpenFiles {
+        concurrency: usize,
+        limit: u64,
+        wanted: u64,
+    },
 }
 
 impl RunError {
@@ -106,6 +112,7 @@ impl RunError {
 /// in the binary) ends the sending early; tasks in flight still finish and
 /// the read-back still happens, so the report stays true.
 pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<Report, RunError> {
+    ensure_open_files(config.concurrency)?;
     // For the wait and the read-back; workers have their own connections.
     let http = client::http_client(&config)?;
     let waited = if config.wait.is_zero() {
@@ -113,13 +120,6 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<Repor
     } else {
         client::wait_for_server(&http, &config.health_url, config.wait).await?
     };
-    if config.concurrency > MANY_CONNECTIONS {
-        eprintln!(
-            "clientemulator: warning: {} requests at once means as many connections; \
-             the system may refuse some (open-file limit). Set -c to send in waves.",
-            config.concurrency
-        );
-    }
     let load = client::send(&config, stop).await?;
     let (verification, verify_time) = if config.verify {
         let started = Instant::now();
@@ -135,6 +135,23 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<Repor
         verification,
         verify_time,
     ))
+}
+
+/// Raises the soft limit of open files to the hard one, as Go programs do at
+/// start-up (a shell's soft limit is often 1,024, 256 on macOS), and refuses
+/// a run whose `-c` connections would not fit: they would fail one by one
+/// with "too many open files" instead.
+fn ensure_open_files(concurrency: usize) -> Result<(), RunError> {
+    let wanted = concurrency as u64 + OWN_FILES;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => Err(RunError::OpenFiles {
+            concurrency,
+            limit,
+            wanted,
+        }),
+        // A system that cannot say: let the connections find out.
+        Ok(_) | Err(_) => Ok(()),
+    }
 }
 
 /// The stop signal of the binary: completes on the first Ctrl-C, so that

@@ -212,3 +212,63 @@ async fn no_verify_succeeds_on_acknowledgements_alone() {
     assert!(report["lost"].is_null(), "not checked is not zero lost");
     assert_eq!(report["verification"], "skipped");
 }
+
+/// Runs the binary under `prlimit`, with `soft` and `hard` limits of open files.
+async fn clientemulator_with_open_files(soft: u64, hard: u64, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new("prlimit");
+    command
+        .arg(format!("--nofile={soft}:{hard}"))
+        .arg(env!("CARGO_BIN_EXE_clientemulator"))
+        .args(args);
+    for var in ["SERVER_URL", "TASKS", "CONCURRENCY", "CLIENT_ID"] {
+        command.env_remove(var);
+    }
+    command
+        .output()
+        .await
+        .expect("prlimit (util-linux) runs the binary")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+    let server = RealServer::start().await;
+    // 300 connections do not fit a soft limit of 256, but fit its hard limit.
+    let args = [
+        "--url",
+        &server.url,
+        "-n",
+        "300",
+        "-c",
+        "300",
+        "--client-id",
+        "c",
+    ];
+    let output = clientemulator_with_open_files(256, 4096, &args).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout(&output).contains("c: 300/300 stored"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_beyond_the_hard_open_files_limit_is_refused_with_exit_2() {
+    let server = RealServer::start().await;
+    let args = ["--url", &server.url, "-n", "500", "--client-id", "c"];
+    let output = clientemulator_with_open_files(128, 128, &args).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("-c 500 needs 500 connections")
+            && stderr.contains("only 128 files")
+            && stderr.contains("ulimit -n"),
+        "{stderr}"
+    );
+    assert!(
+        server.stop().await.is_empty(),
+        "nothing is sent before the refusal"
+    );
+}

@@ -93,7 +93,11 @@ async fn random_500s_are_retried_and_the_rest_counted_as_failed() {
     assert_eq!(report.acknowledged, log.stored_keys() as u64);
     assert_eq!(report.verified, Some(report.acknowledged));
     assert_eq!(report.stored_unacknowledged, Some(0));
-    assert_eq!(report.exit_status(), Exit::Failed, "failed tasks fail the run");
+    assert_eq!(
+        report.exit_status(),
+        Exit::Failed,
+        "failed tasks fail the run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

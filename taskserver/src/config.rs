@@ -13,6 +13,11 @@ pub struct Cli {
     /// Address and port to listen on.
     #[arg(long, env = "TASKSERVER_BIND", default_value = "0.0.0.0:9000")]
     pub bind: String,
+    /// Connections the kernel may queue before the server accepts them (the
+    /// listen backlog); capped by the kernel's net.core.somaxconn.
+    #[arg(long, env = "TASKSERVER_BACKLOG", default_value_t = crate::listen::DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub backlog: u32,
     /// The data file: a JSON array of tasks, created as `[]` if missing.
     #[arg(long, env = "TASKSERVER_DATA", default_value = "tasks.json")]
     pub data: PathBuf,

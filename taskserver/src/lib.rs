@@ -8,6 +8,7 @@
 //! # Layout
 //!
 //! - [`config`]: the command line and environment variables.
+//! - [`listen`]: the listening socket and its backlog; the open-files limit.
 //! - [`api`]: the router and its handlers; errors in [`error`].
 //! - [`task`]: what a task is and the rules it must follow.
 //! - [`store`]: the data file: group commit, locks, catch-up, recovery.
@@ -28,6 +29,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod healthcheck;
+pub mod listen;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;

@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use taskserver::config::{Cli, Command};
 use tracing_subscriber::EnvFilter;
@@ -41,9 +40,9 @@ fn main() -> ExitCode {
 async fn serve(cli: &Cli) -> anyhow::Result<()> {
     let data = cli.data.clone();
     let store = tokio::task::spawn_blocking(move || taskserver::Store::open(data)).await??;
-    let listener = tokio::net::TcpListener::bind(&cli.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}: is another program using that port? Choose another with --bind or TASKSERVER_BIND", cli.bind))?;
+    // Every connection of a burst is an open file, beyond the few of our own.
+    taskserver::listen::raise_open_files_limit(u64::from(cli.backlog) + 64);
+    let listener = taskserver::listen::bind(&cli.bind, cli.backlog).await?;
     taskserver::run(listener, store, taskserver::shutdown::signal()).await?;
     Ok(())
 }

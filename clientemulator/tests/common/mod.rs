@@ -365,7 +365,9 @@ impl RealServer {
             .await
             .unwrap()
             .expect("the store opens in an empty directory");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = taskserver::listen::bind("127.0.0.1:0", taskserver::listen::DEFAULT_BACKLOG)
+            .await
+            .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(taskserver::run(listener, store, async {
