@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
-use crate::store::{NewEntry, Store};
+use crate::store::{NewEntry, Store, StoreError};
 use crate::task::NewTask;
 
 /// Largest request body accepted.
@@ -239,8 +239,16 @@ async fn get_one(
         .into_response())
 }
 
-/// `GET /health`: ok and the number of tasks in the file.
+/// `GET /health`: ok and the number of tasks in the file; `503` with the
+/// reason once the store has failed, so that Docker's healthcheck fails too.
 async fn health(State(app): State<AppState>) -> Result<Response, ApiError> {
+    if let Some(reason) = app.store.failure() {
+        let body = serde_json::json!({
+            "status": "failed",
+            "error": StoreError::Failed(reason).to_string(),
+        });
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+    }
     let tareas = app.store.count().await?;
     Ok(Json(serde_json::json!({ "status": "ok", "tareas": tareas })).into_response())
 }

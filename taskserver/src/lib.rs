@@ -59,23 +59,48 @@ pub use store::{Store, StoreError};
 /// by the request timeout of [`api`].)
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why [`run`] ended other than by its shutdown signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot read the listening socket's address: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stopped serving because the store failed: {0}. Every task acknowledged before is in the data file; start the server again (Docker's restart policy does)")]
+    StoreFailed(std::sync::Arc<str>),
+}
+
 /// Serves the API on `listener` until `shutdown` completes, then finishes
-/// in-flight requests and waits for every queued commit.
+/// in-flight requests and waits for every queued commit. Should the store
+/// fail (see [`Store::failure`]), it stops the same way and returns
+/// [`RunError::StoreFailed`], so that the process exits non-zero and is
+/// restarted rather than answering `503` forever.
 pub async fn run(
     listener: tokio::net::TcpListener,
     store: Store,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> Result<(), RunError> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data = %store.path().display(), "taskserver listening");
     let activity = tokio::spawn(log_activity(store.stats().clone()));
-    serve(listener, app(store.clone()), shutdown).await;
+    let failed = store.failed();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => {}
+            reason = failed => tracing::error!(%reason, "the store failed; shutting down"),
+        }
+    };
+    serve(listener, app(store.clone()), stop).await;
     activity.abort();
+    let failure = store.failure();
     tracing::info!("no longer accepting; waiting for queued commits");
     // The last handle's drop joins the committer: a blocking wait.
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
-    tracing::info!("shutdown complete: every accepted task is committed");
-    Ok(())
+    match failure {
+        Some(reason) => Err(RunError::StoreFailed(reason)),
+        None => {
+            tracing::info!("shutdown complete: every accepted task is committed");
+            Ok(())
+        }
+    }
 }
 
 /// What `axum::serve(..).with_graceful_shutdown(..)` does, plus

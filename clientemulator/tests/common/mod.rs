@@ -353,7 +353,7 @@ pub struct RealServer {
     /// Keeps the directory until the test ends.
     _dir: tempfile::TempDir,
     stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), taskserver::RunError>>,
 }
 
 impl RealServer {

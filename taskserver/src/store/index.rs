@@ -131,6 +131,21 @@ impl Index {
         Some(self.slice(slot.chunk, slot.range()))
     }
 
+    /// The public JSON of the task pushed last (empty when there is none).
+    pub fn last_json(&self) -> Bytes {
+        self.slots
+            .last()
+            .map(|slot| self.slice(slot.chunk, slot.range()))
+            .unwrap_or_default()
+    }
+
+    /// Drops a task's slot but not its key: an index that disagrees with
+    /// itself, for the tests of what happens then.
+    #[cfg(test)]
+    pub fn forget_task_keeping_its_key(&mut self, id: u64) {
+        self.slots.retain(|s| s.id != id);
+    }
+
     /// Tasks with an id above `after`, at most `limit` of them.
     pub fn page(&self, after: u64, limit: usize) -> Page {
         let from = self.slots.partition_point(|s| s.id <= after);

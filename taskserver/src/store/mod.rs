@@ -12,10 +12,16 @@
 //! - **Group commit.** One committer thread takes every batch waiting in the
 //!   queue and commits them with one write and one sync; while it syncs, the
 //!   next group gathers. A lone request is never held back by a timer.
-//! - **Serialised writers.** Each commit holds the store's mutex (one writer
-//!   per process, and no read mid-commit) and then an exclusive `flock` on the
-//!   file (one writer across processes and containers sharing the file).
-//!   Reads hold the mutex and a shared `flock`. Lock order: mutex, then file.
+//! - **Serialised writers.** One committer thread per process, and an
+//!   exclusive `flock` on the file for each commit: one writer across the
+//!   processes and containers sharing the file.
+//! - **Reads never wait for the disk.** They are answered from the in-memory
+//!   index, which holds only durable tasks; the store's mutex is never held
+//!   across a commit's `fdatasync`. A read still sees every task that any
+//!   process sharing the file acknowledged before it began: before answering
+//!   it catches up with the file, reading only bytes that are synced (how it
+//!   knows which, without waiting: [`file`]). The one exception is a file a
+//!   person replaced or edited, which a writer must reread first.
 //! - **Other writers are noticed.** Before a commit or a read, the bytes after
 //!   the last known entry are reread: appends by another process are indexed,
 //!   a reset or edited file is reread whole (ids continue from its largest).
@@ -24,31 +30,53 @@
 //!   array closed. A file no crash could produce is refused and left as is.
 //! - **Idempotency.** A task's `Idempotency-Key` is stored with it, so a retry
 //!   finds the first task, even after a restart or through another process.
+//! - **A failure is loud.** The commit path returns errors; should it panic
+//!   anyway (a bug), the committer stops, every waiting request is answered
+//!   `503`, and [`Store::failure`] says why, so that `/health` fails and the
+//!   server exits to be restarted. What was acknowledged stays acknowledged.
+//!
+//! # A commit, step by step
+//!
+//! ```text
+//! committer: take all queued ─► file mutex ─► flock(EX) ─► catch up ─► plan (ids, keys)
+//!            ─► mark the append's bytes unsynced ─► pwrite ─► release the mutex
+//!            ─► fdatasync ─► file mutex ─► index the tasks ─► unmark, unlock ─► answer
+//! ```
 //!
 //! # Layout
 //!
+//! - [`file`]: the seam to the disk, and the two locks on the data file.
 //! - [`scan`]: parses the array and tells a crash's torn tail from a broken file.
+//! - [`load`]: loads a whole file into an index, in pieces when it can.
 //! - [`index`]: the in-memory tasks, packed as JSON, that reads are served from.
-//! - [`state`]: the file and the index together: catch-up, repair, append.
+//! - [`plan`]: deciding what a group of new tasks becomes (ids, replays).
+//! - [`state`]: the file kept in step with the index: catch-up, repair, append.
 
+pub mod file;
 mod index;
+mod load;
+mod plan;
 mod scan;
 mod state;
 
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use file::{Fs, OsFs};
+use index::Index;
 pub use index::Page;
 pub use scan::Broken;
-use state::{Lock, State};
+use state::FileState;
 
 use crate::task::ValidTask;
 
@@ -67,7 +95,7 @@ pub struct NewEntry {
 }
 
 /// A task the store holds after an insert.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {
     /// Its id.
     pub id: u64,
@@ -99,6 +127,10 @@ pub enum StoreError {
     },
     #[error("{} is not a JSON array of tasks ({broken}); the file was left untouched: fix it by hand, or move it away to start with an empty list", path.display())]
     Corrupt { path: PathBuf, broken: Broken },
+    #[error("{0}; the file is reread before the next request")]
+    Inconsistent(#[from] plan::Inconsistent),
+    #[error("the store stopped after an internal error ({0}); this server no longer stores tasks and exits so that it can be restarted. A task sent with an Idempotency-Key can be retried with the same key once it is back")]
+    Failed(Arc<str>),
     #[error("the store is shutting down")]
     Closed,
 }
@@ -153,14 +185,28 @@ pub struct Store {
 }
 
 struct Shared {
-    /// The file and the index. A `std` mutex, not an async one: it is only
-    /// taken on blocking threads (the committer, `spawn_blocking` reads),
-    /// and it is the process-wide half of the writer lock.
-    state: Arc<Mutex<State>>,
+    /// What the handles and the committer thread share.
+    core: Arc<Core>,
     /// The committer's queue; `None` once closing.
     queue: Option<mpsc::Sender<Batch>>,
     /// The committer thread, joined when the last handle goes.
     committer: Option<JoinHandle<()>>,
+}
+
+/// The data file and its index, shared by the handles and the committer.
+struct Core {
+    /// The file and what is known of its end. A `std` mutex, not an async
+    /// one: it is only taken on blocking threads (the committer, reads in
+    /// `spawn_blocking`). It is never held across a commit's `fdatasync`,
+    /// so a read waits at most for a write or a catch-up, never for the disk.
+    file: Mutex<FileState>,
+    /// Every durable task of the file, in id order: what reads are answered
+    /// from. Written for moments only (a commit's new tasks, another
+    /// process's appends), read by many at once.
+    index: RwLock<Index>,
+    /// Why the committer stopped, once it has: what `/health` reports and
+    /// what makes [`crate::run`] end.
+    failure: watch::Sender<Option<Arc<str>>>,
     /// Metrics, shared with whoever registers them.
     stats: StoreStats,
     /// The data file's path, for messages.
@@ -172,42 +218,75 @@ impl Store {
     /// crash's torn tail, indexes every task and starts the committer.
     /// Blocking: call it before the runtime or in `spawn_blocking`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        Store::open_on(Arc::new(OsFs), path)
+    }
+
+    /// [`Store::open`] on another file system: a test's double of the disk.
+    pub fn open_on(fs: Arc<dyn Fs>, path: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let path = path.into();
         let stats = StoreStats::default();
-        let mut state = State::open(path.clone(), stats.clone())?;
-        state.locked(Lock::Exclusive, |_| Ok(()))?;
-        let state = Arc::new(Mutex::new(state));
+        let mut file = FileState::open(fs, path.clone(), stats.clone())?;
+        let index = RwLock::new(Index::default());
+        file.begin_write(&index)?;
+        file.end_write();
+        let core = Arc::new(Core {
+            file: Mutex::new(file),
+            index,
+            failure: watch::Sender::new(None),
+            stats,
+            path: path.clone(),
+        });
         let (queue, rx) = mpsc::channel(QUEUE);
         let committer = std::thread::Builder::new()
             .name("taskserver-commit".into())
             .spawn({
-                let state = state.clone();
-                move || commit_loop(&state, rx)
+                let core = core.clone();
+                move || commit_loop(&core, rx)
             })
             .map_err(|e| StoreError::Io {
                 action: "start the commit thread for",
-                path: path.clone(),
+                path,
                 error: e.into(),
             })?;
         Ok(Store {
             shared: Arc::new(Shared {
-                state,
+                core,
                 queue: Some(queue),
                 committer: Some(committer),
-                stats,
-                path,
             }),
         })
     }
 
     /// The data file's path.
     pub fn path(&self) -> &Path {
-        &self.shared.path
+        &self.shared.core.path
     }
 
     /// The store's metrics.
     pub fn stats(&self) -> &StoreStats {
-        &self.shared.stats
+        &self.shared.core.stats
+    }
+
+    /// Why the store stopped storing, if it has: the committer met an
+    /// internal error it could not answer with an error (a panic).
+    pub fn failure(&self) -> Option<Arc<str>> {
+        self.shared.core.failure.borrow().clone()
+    }
+
+    /// Completes when the store stops storing, with the reason.
+    pub fn failed(&self) -> impl std::future::Future<Output = Arc<str>> + Send + 'static {
+        let mut failure = self.shared.core.failure.subscribe();
+        async move {
+            let reason = match failure.wait_for(Option::is_some).await {
+                Ok(reason) => reason.clone(),
+                Err(_) => None,
+            };
+            match reason {
+                Some(reason) => reason,
+                // The store is gone, and never failed: nothing to report.
+                None => std::future::pending().await,
+            }
+        }
     }
 
     /// Stores a batch durably; one result per entry, in order.
@@ -215,13 +294,17 @@ impl Store {
         &self,
         items: Vec<NewEntry>,
     ) -> Result<Vec<Result<Inserted, KeyConflict>>, StoreError> {
-        let queue = self.shared.queue.as_ref().ok_or(StoreError::Closed)?;
+        let closed = || match self.failure() {
+            Some(reason) => StoreError::Failed(reason),
+            None => StoreError::Closed,
+        };
+        let queue = self.shared.queue.as_ref().ok_or_else(closed)?;
         let (reply, result) = oneshot::channel();
         queue
             .send(Batch { items, reply })
             .await
-            .map_err(|_| StoreError::Closed)?;
-        result.await.map_err(|_| StoreError::Closed)?
+            .map_err(|_| closed())?;
+        result.await.map_err(|_| closed())?
     }
 
     /// Stores one task durably.
@@ -230,33 +313,37 @@ impl Store {
         entry: NewEntry,
     ) -> Result<Result<Inserted, KeyConflict>, StoreError> {
         let mut results = self.insert(vec![entry]).await?;
-        Ok(results.pop().expect("one result per entry"))
+        results.pop().ok_or(StoreError::Closed)
     }
 
     /// Tasks with an id above `after`, at most `limit`, in id order.
     pub async fn page(&self, after: u64, limit: usize) -> Result<Page, StoreError> {
-        self.read(move |s| s.index().page(after, limit)).await
+        self.read(move |index| index.page(after, limit)).await
     }
 
     /// The public JSON of one task.
     pub async fn get(&self, id: u64) -> Result<Option<Bytes>, StoreError> {
-        self.read(move |s| s.index().get(id)).await
+        self.read(move |index| index.get(id)).await
     }
 
     /// How many tasks the file holds.
     pub async fn count(&self) -> Result<usize, StoreError> {
-        self.read(|s| s.index().len()).await
+        self.read(|index| index.len()).await
     }
 
-    /// Runs `f` on the caught-up state under the mutex and a shared lock.
+    /// Runs `f` on an index that includes every task acknowledged before
+    /// this call, by this process or another one sharing the file.
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&State) -> T + Send + 'static,
+        f: impl FnOnce(&Index) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
-        let state = self.shared.state.clone();
-        tokio::task::spawn_blocking(move || lock(&state).locked(Lock::Shared, |s| Ok(f(s))))
-            .await
-            .map_err(|_| StoreError::Closed)?
+        let core = self.shared.core.clone();
+        tokio::task::spawn_blocking(move || {
+            lock(&core.file).refresh(&core.index)?;
+            Ok(f(&state::read(&core.index)))
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -270,18 +357,73 @@ impl Drop for Shared {
     }
 }
 
-/// Takes the state's mutex. A panic while it was held may have left the
-/// index out of step with the file, so the file is then reread.
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|poisoned| {
+/// Takes the file mutex. A panic while it was held may have left the index
+/// out of step with the file, so the file is then reread.
+fn lock(file: &Mutex<FileState>) -> MutexGuard<'_, FileState> {
+    file.lock().unwrap_or_else(|poisoned| {
         let mut guard = poisoned.into_inner();
         guard.distrust();
         guard
     })
 }
 
+type Answers = Vec<Result<Inserted, KeyConflict>>;
+
+impl Core {
+    /// Commits one group: the steps of the module docs.
+    fn commit(&self, items: &[&NewEntry]) -> Result<Answers, StoreError> {
+        let creada_en = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let mut file = lock(&self.file);
+        file.begin_write(&self.index)?;
+        let planned = {
+            let index = state::read(&self.index);
+            plan::plan(items, &creada_en, &index).map(|plan| (plan, index.is_empty()))
+        };
+        let (plan, empty) = match planned {
+            Ok(planned) => planned,
+            Err(e) => {
+                file.distrust();
+                file.end_write();
+                return Err(e.into());
+            }
+        };
+        if plan.records.is_empty() {
+            file.end_write();
+            return Ok(plan.answers(&[]));
+        }
+        let append = match file.start_append(&plan.records, empty) {
+            Ok(append) => append,
+            Err(e) => {
+                file.end_write();
+                return Err(e);
+            }
+        };
+        // Reads go on meanwhile: they see that an append is under way.
+        drop(file);
+        let synced = append.sync(&self.stats);
+        let mut file = lock(&self.file);
+        let stored = file.finish_append(append, synced, &plan.records, &self.index);
+        file.end_write();
+        drop(file);
+        Ok(plan.answers(&stored?))
+    }
+
+    /// Records why the committer stops; the first reason stays.
+    fn fail(&self, reason: &str) {
+        tracing::error!(reason, path = %self.path.display(), "the commit thread stopped: this server no longer stores tasks");
+        self.failure.send_if_modified(|failure| {
+            if failure.is_some() {
+                return false;
+            }
+            *failure = Some(reason.into());
+            true
+        });
+    }
+}
+
 /// The committer: takes everything queued, commits it as one group, answers.
-fn commit_loop(state: &Mutex<State>, mut queue: mpsc::Receiver<Batch>) {
+/// A panic in a commit stops it, after answering every waiting request.
+fn commit_loop(core: &Core, mut queue: mpsc::Receiver<Batch>) {
     while let Some(first) = queue.blocking_recv() {
         let mut waiting = first.items.len();
         let mut group = vec![first];
@@ -295,22 +437,47 @@ fn commit_loop(state: &Mutex<State>, mut queue: mpsc::Receiver<Batch>) {
             }
         }
         let items: Vec<&NewEntry> = group.iter().flat_map(|b| &b.items).collect();
-        let result = lock(state).locked(Lock::Exclusive, |s| s.commit(&items));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| core.commit(&items)));
         match result {
-            Ok(outcomes) => {
-                let mut outcomes = outcomes.into_iter();
+            Ok(Ok(answers)) => {
+                let mut answers = answers.into_iter();
                 for batch in group {
-                    let mine = outcomes.by_ref().take(batch.items.len()).collect();
+                    let mine = answers.by_ref().take(batch.items.len()).collect();
                     // A requester that gave up (timeout) still has its task stored.
                     let _ = batch.reply.send(Ok(mine));
                 }
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, tasks = items.len(), "commit failed; nothing of it was acknowledged");
                 for batch in group {
                     let _ = batch.reply.send(Err(e.clone()));
                 }
             }
+            Err(panic) => {
+                core.fail(&panic_message(&*panic));
+                let failed =
+                    || StoreError::Failed(core.failure.borrow().clone().unwrap_or_default());
+                for batch in group {
+                    let _ = batch.reply.send(Err(failed()));
+                }
+                // Everything queued behind is answered too, and nothing more
+                // is taken.
+                queue.close();
+                while let Some(batch) = queue.blocking_recv() {
+                    let _ = batch.reply.send(Err(failed()));
+                }
+                return;
+            }
         }
     }
+}
+
+/// The text a panic carried, for the log and `/health`.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".into());
+    format!("panic in the commit path: {text}")
 }

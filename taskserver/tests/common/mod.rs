@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod doubles;
+
 /// How long a server may take to start listening before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
