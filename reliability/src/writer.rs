@@ -56,7 +56,7 @@ pub struct Ack {
 
 /// Runs the client until killed (or its stdout closes).
 pub async fn run(args: WriterArgs) -> anyhow::Result<()> {
-    let http = crate::harness::http_client();
+    let http = testkit::http::client();
     let next = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency.max(1) {
@@ -90,7 +90,7 @@ async fn send_until_answered(
     loop {
         if let Some(addr) = read_addr(addr_file) {
             let base = format!("http://{addr}");
-            match crate::harness::post_task(http, &base, &task, Some(key)).await {
+            match testkit::http::post_task(http, &base, &task, Some(key)).await {
                 Ok((status @ (200 | 201), body)) => {
                     let ack = Ack {
                         id: body["id"].as_u64().unwrap_or(0),

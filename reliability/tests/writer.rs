@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use reliability::harness::{wait_until, Tools};
+use reliability::harness::Tools;
 use reliability::writer::{publish_addr, Writers};
+use testkit::wait_until;
 
 #[test]
 fn a_writer_reports_exactly_what_the_server_stored() {

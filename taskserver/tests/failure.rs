@@ -6,23 +6,16 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::doubles::HookedFs;
-use taskserver::{RunError, Store};
+use taskserver::RunError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_commit_path_fails_health_ends_run_and_loses_nothing() {
     let (_dir, path) = common::data_dir();
     let fs = HookedFs::default();
-    let store = {
-        let (fs, path) = (fs.clone(), path.clone());
-        tokio::task::spawn_blocking(move || Store::open_on(Arc::new(fs), path))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let store = common::open_store(fs.clone(), &path).await;
     let listener = taskserver::listen::bind("127.0.0.1:0", 64).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(taskserver::run(listener, store, std::future::pending()));
@@ -65,13 +58,7 @@ async fn a_panic_in_the_commit_path_fails_health_ends_run_and_loses_nothing() {
 async fn health_answers_503_with_the_reason_while_a_failed_server_drains() {
     let (_dir, path) = common::data_dir();
     let fs = HookedFs::default();
-    let store = {
-        let (fs, path) = (fs.clone(), path.clone());
-        tokio::task::spawn_blocking(move || Store::open_on(Arc::new(fs), path))
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    let store = common::open_store(fs.clone(), &path).await;
     fs.hooks.panic_on_write.store(true, Ordering::SeqCst);
     let app = taskserver::app(store.clone());
     let post = axum::http::Request::post("/tareas")

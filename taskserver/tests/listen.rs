@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{command, data_dir, Server};
+use common::{command, data_dir, start, Server};
 
 /// The backlog of the socket listening on `port`, as `ss -ltn` shows it (the
 /// Send-Q column of a listening socket).
@@ -36,7 +36,7 @@ fn somaxconn() -> u32 {
 #[test]
 fn the_default_backlog_takes_a_burst_of_thousands() {
     let (_dir, data) = data_dir();
-    let server = Server::start(&data);
+    let server = start(&data);
     let expected = taskserver::listen::DEFAULT_BACKLOG.min(somaxconn());
     assert!(expected >= 1000, "this machine caps backlogs at {expected}");
     assert_eq!(listen_backlog(server.addr.port()), expected);

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use common::{client, data_dir, list_ids, post, read_tasks, Server};
+use common::{client, data_dir, list_ids, post, read_tasks, start, Server};
 use futures::future::join_all;
 
 mod common;
@@ -12,8 +12,8 @@ mod common;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_clients_of_100_concurrent_posts_store_all_200() {
     let (_dir, path) = data_dir();
-    let server = Server::start(&path);
-    let url = server.url("");
+    let server = start(&path);
+    let url = server.url();
     let clients: Vec<_> = ["client1", "client2"]
         .into_iter()
         .map(|name| {
@@ -55,7 +55,7 @@ async fn two_clients_of_100_concurrent_posts_store_all_200() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let batches = reqwest::get(server.url("/metrics"))
+    let batches = reqwest::get(format!("{}/metrics", server.url()))
         .await
         .unwrap()
         .text()
@@ -78,8 +78,8 @@ async fn three_processes_share_one_file() {
     const PER_SERVER: usize = 150;
     const CONCURRENCY: usize = 16;
     let (_dir, path) = data_dir();
-    let servers: Vec<Server> = (0..3).map(|_| Server::start(&path)).collect();
-    let urls: Vec<String> = servers.iter().map(|s| s.url("")).collect();
+    let servers: Vec<Server> = (0..3).map(|_| start(&path)).collect();
+    let urls: Vec<String> = servers.iter().map(|s| s.url()).collect();
     let acked = Arc::new(Mutex::new(BTreeMap::<u64, String>::new()));
     let writers_done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
@@ -158,8 +158,8 @@ async fn three_processes_share_one_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_finishes_in_flight_requests_and_exits_0() {
     let (_dir, path) = data_dir();
-    let server = Server::start(&path);
-    let url = server.url("");
+    let server = start(&path);
+    let url = server.url();
     let http = client();
     let sends: Vec<_> = (0..200)
         .map(|i| {
@@ -178,7 +178,8 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0() {
     }
     let status = tokio::task::spawn_blocking(move || server.terminate())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the server is reaped");
     assert!(status.success(), "exit status {status}");
     let stored: BTreeSet<u64> = read_tasks(&path)
         .iter()
@@ -207,8 +208,8 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0() {
 fn sigterm_right_after_listening_exits_0() {
     for attempt in 0..20 {
         let (_dir, path) = data_dir();
-        let server = Server::start(&path);
-        let status = server.terminate();
+        let server = start(&path);
+        let status = server.terminate().expect("the server is reaped");
         assert!(status.success(), "attempt {attempt}: exit status {status}");
     }
 }
@@ -219,7 +220,7 @@ fn sigterm_right_after_listening_exits_0() {
 async fn a_client_slow_with_its_headers_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (_dir, path) = data_dir();
-    let server = Server::start(&path);
+    let server = start(&path);
     let started = std::time::Instant::now();
     let silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -238,7 +239,7 @@ async fn a_client_slow_with_its_headers_is_cut_off() {
         }
     });
     // Others are served meanwhile.
-    let (status, _) = post(&client(), &server.url(""), "served", None)
+    let (status, _) = post(&client(), &server.url(), "served", None)
         .await
         .unwrap();
     assert_eq!(status, 201);
@@ -264,20 +265,20 @@ async fn a_client_slow_with_its_headers_is_cut_off() {
 #[tokio::test]
 async fn idempotency_key_survives_a_restart() {
     let (_dir, path) = data_dir();
-    let server = Server::start(&path);
+    let server = start(&path);
     let http = client();
-    let (status, first) = post(&http, &server.url(""), "una vez", Some("k-1"))
+    let (status, first) = post(&http, &server.url(), "una vez", Some("k-1"))
         .await
         .unwrap();
     assert_eq!(status, 201);
     server.kill9();
-    let server = Server::start(&path);
-    let (status, again) = post(&http, &server.url(""), "una vez", Some("k-1"))
+    let server = start(&path);
+    let (status, again) = post(&http, &server.url(), "una vez", Some("k-1"))
         .await
         .unwrap();
     assert_eq!(status, 200, "{again}");
     assert_eq!(again, first);
-    let (status, _) = post(&http, &server.url(""), "otra", Some("k-1"))
+    let (status, _) = post(&http, &server.url(), "otra", Some("k-1"))
         .await
         .unwrap();
     assert_eq!(status, 422);
@@ -288,11 +289,11 @@ async fn idempotency_key_survives_a_restart() {
 #[tokio::test]
 async fn a_reset_or_replaced_file_is_noticed() {
     let (dir, path) = data_dir();
-    let server = Server::start(&path);
+    let server = start(&path);
     let http = client();
     for i in 0..3 {
         assert_eq!(
-            post(&http, &server.url(""), &format!("t{i}"), None)
+            post(&http, &server.url(), &format!("t{i}"), None)
                 .await
                 .unwrap()
                 .0,
@@ -300,8 +301,8 @@ async fn a_reset_or_replaced_file_is_noticed() {
         );
     }
     std::fs::write(&path, "[]").unwrap(); // echo "[]" > tasks.json
-    assert_eq!(list_ids(&http, &server.url("")).await, Vec::<u64>::new());
-    let (_, task) = post(&http, &server.url(""), "after reset", None)
+    assert_eq!(list_ids(&http, &server.url()).await, Vec::<u64>::new());
+    let (_, task) = post(&http, &server.url(), "after reset", None)
         .await
         .unwrap();
     assert_eq!(
@@ -312,8 +313,8 @@ async fn a_reset_or_replaced_file_is_noticed() {
     let other = dir.path().join("edited.json");
     std::fs::write(&other, r#"[{"id": 10, "titulo": "by hand"}]"#).unwrap();
     std::fs::rename(&other, &path).unwrap();
-    assert_eq!(list_ids(&http, &server.url("")).await, vec![10]);
-    let (_, task) = post(&http, &server.url(""), "after edit", None)
+    assert_eq!(list_ids(&http, &server.url()).await, vec![10]);
+    let (_, task) = post(&http, &server.url(), "after edit", None)
         .await
         .unwrap();
     assert_eq!(task["id"], 11);
@@ -321,10 +322,8 @@ async fn a_reset_or_replaced_file_is_noticed() {
 
     // Removed: the next operation starts it again as `[]`.
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(list_ids(&http, &server.url("")).await, Vec::<u64>::new());
-    let (status, task) = post(&http, &server.url(""), "after rm", None)
-        .await
-        .unwrap();
+    assert_eq!(list_ids(&http, &server.url()).await, Vec::<u64>::new());
+    let (status, task) = post(&http, &server.url(), "after rm", None).await.unwrap();
     assert_eq!((status, task["id"].as_u64()), (201, Some(1)));
     assert_eq!(read_tasks(&path).len(), 1);
 }

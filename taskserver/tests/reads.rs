@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::doubles::HookedFs;
-use taskserver::store::{NewEntry, Store};
+use taskserver::store::NewEntry;
 use taskserver::task::ValidTask;
 
 /// Longer than any read takes, far shorter than "waits forever".
@@ -25,14 +24,6 @@ fn entry(titulo: &str) -> NewEntry {
         },
         idempotency_key: None,
     }
-}
-
-async fn open(fs: HookedFs, path: &std::path::Path) -> Store {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || Store::open_on(Arc::new(fs), path))
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 /// Waits (off the runtime) until a commit is held in its `fdatasync`.
@@ -55,7 +46,7 @@ async fn promptly<T>(what: &str, read: impl std::future::Future<Output = T>) -> 
 async fn a_read_does_not_wait_for_a_commit_in_progress_and_does_not_see_it() {
     let (_dir, path) = common::data_dir();
     let fs = HookedFs::default();
-    let store = open(fs.clone(), &path).await;
+    let store = common::open_store(fs.clone(), &path).await;
     store.insert_one(entry("first")).await.unwrap().unwrap();
 
     let held = fs.hold_syncs();
@@ -89,10 +80,10 @@ async fn a_read_does_not_wait_for_a_commit_in_progress_and_does_not_see_it() {
 async fn another_process_reads_what_was_acknowledged_without_waiting_for_a_commit_in_progress() {
     let (_dir, path) = common::data_dir();
     let writer_fs = HookedFs::default();
-    let writer = open(writer_fs.clone(), &path).await;
+    let writer = common::open_store(writer_fs.clone(), &path).await;
     // A second store on the same file: its own open file, its own locks,
     // as a second process would have.
-    let reader = open(HookedFs::default(), &path).await;
+    let reader = common::open_store(HookedFs::default(), &path).await;
 
     // Acknowledged by the writer; the reader has not read since.
     for i in 1..=3 {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{client, command, data_dir, list_ids, post, read_tasks, Server};
+use common::{client, command, data_dir, list_ids, post, read_tasks, start, Server};
 
 mod common;
 
@@ -16,8 +16,8 @@ async fn kill_9_during_load_loses_no_acknowledged_task() {
     let (_dir, path) = data_dir();
     let acked = Arc::new(Mutex::new(BTreeMap::<u64, String>::new()));
     for cycle in 0..CYCLES {
-        let server = Server::start(&path);
-        let url = server.url("");
+        let server = start(&path);
+        let url = server.url();
         let count = Arc::new(AtomicUsize::new(0));
         let workers: Vec<_> = (0..16)
             .map(|w| {
@@ -58,7 +58,7 @@ async fn kill_9_during_load_loses_no_acknowledged_task() {
             w.await.unwrap();
         }
         // Restart: the server must accept whatever the crash left.
-        let server = Server::start(&path);
+        let server = start(&path);
         let stored = read_tasks(&path);
         let by_id: BTreeMap<u64, String> = stored
             .iter()
@@ -78,10 +78,7 @@ async fn kill_9_during_load_loses_no_acknowledged_task() {
         }
         let titles: std::collections::BTreeSet<_> = by_id.values().collect();
         assert_eq!(titles.len(), by_id.len(), "a task was stored twice");
-        assert_eq!(
-            list_ids(&client(), &server.url("")).await.len(),
-            stored.len()
-        );
+        assert_eq!(list_ids(&client(), &server.url()).await.len(), stored.len());
         println!(
             "cycle {cycle}: {} acknowledged so far, {} in the file",
             acked.lock().unwrap().len(),
@@ -98,8 +95,8 @@ async fn a_torn_tail_is_repaired_logged_and_kept_aside() {
     let (dir, path) = data_dir();
     let torn = format!("[\n{T1},\n{T2},\n{{\"id\":3,\"titulo\":\"tr");
     std::fs::write(&path, &torn).unwrap();
-    let server = Server::start(&path);
-    assert_eq!(list_ids(&client(), &server.url("")).await, vec![1, 2]);
+    let server = start(&path);
+    assert_eq!(list_ids(&client(), &server.url()).await, vec![1, 2]);
     let stored = read_tasks(&path);
     assert_eq!(stored.len(), 2);
     let log = server.log();
@@ -115,9 +112,7 @@ async fn a_torn_tail_is_repaired_logged_and_kept_aside() {
         b",\n{\"id\":3,\"titulo\":\"tr"
     );
     // And the repaired file takes new tasks.
-    let (status, task) = post(&client(), &server.url(""), "tres", None)
-        .await
-        .unwrap();
+    let (status, task) = post(&client(), &server.url(), "tres", None).await.unwrap();
     assert_eq!((status, task["id"].as_u64()), (201, Some(3)));
     assert_eq!(read_tasks(&path).len(), 3);
 }
@@ -128,8 +123,8 @@ async fn a_cut_with_zeros_after_it_is_repaired_too() {
     let mut bytes = format!("[\n{T1},\n{{\"id\":2,\"ti").into_bytes();
     bytes.extend_from_slice(&[0; 4096]);
     std::fs::write(&path, &bytes).unwrap();
-    let server = Server::start(&path);
-    assert_eq!(list_ids(&client(), &server.url("")).await, vec![1]);
+    let server = start(&path);
+    assert_eq!(list_ids(&client(), &server.url()).await, vec![1]);
     assert_eq!(read_tasks(&path).len(), 1);
 }
 
@@ -165,7 +160,7 @@ async fn a_closing_bracket_a_crash_can_leave_is_repaired_not_refused() {
                 r.log
             )
         });
-        assert_eq!(list_ids(&client(), &server.url("")).await, ids);
+        assert_eq!(list_ids(&client(), &server.url()).await, ids);
         let stored: Vec<u64> = read_tasks(&path)
             .iter()
             .map(|t| t["id"].as_u64().unwrap())
@@ -196,7 +191,10 @@ fn a_broken_file_is_refused_named_and_left_untouched() {
         let refused = Server::spawn(command(&path))
             .err()
             .expect("the server must refuse");
-        assert!(!refused.status.success());
+        assert!(
+            refused.status.is_some_and(|s| !s.success()),
+            "it exits, with a failure"
+        );
         assert!(
             refused.log.contains(place),
             "no {place:?} in: {}",
@@ -218,12 +216,9 @@ async fn missing_and_empty_files_start_as_an_empty_array() {
         if let Some(text) = initial {
             std::fs::write(&path, text).unwrap();
         }
-        let server = Server::start(&path);
+        let server = start(&path);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "[]\n");
-        assert_eq!(
-            list_ids(&client(), &server.url("")).await,
-            Vec::<u64>::new()
-        );
+        assert_eq!(list_ids(&client(), &server.url()).await, Vec::<u64>::new());
     }
 }
 
@@ -235,25 +230,10 @@ async fn a_write_failure_is_503_and_the_server_recovers() {
     let (_dir, path) = data_dir();
     let limit: u64 = 4096;
     let mut cmd = command(&path);
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let rl = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: libc::RLIM_INFINITY,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
+    testkit::process::limit_file_size(&mut cmd, limit);
     let server = Server::spawn(cmd).expect("start under a file-size limit");
     let http = client();
-    let url = server.url("");
+    let url = server.url();
     let mut acked = Vec::new();
     let failure = loop {
         let (status, body) = post(&http, &url, &format!("tarea {}", acked.len()), None)
@@ -272,23 +252,14 @@ async fn a_write_failure_is_503_and_the_server_recovers() {
         "{message}"
     );
     assert!(std::fs::metadata(&path).unwrap().len() <= limit);
-    let stored: Vec<u64> = read_tasks(&path)
-        .iter()
-        .map(|t| t["id"].as_u64().unwrap())
-        .collect();
     assert_eq!(
-        stored, acked,
+        testkit::datafile::ids(&read_tasks(&path)),
+        acked,
         "the file holds exactly the acknowledged tasks"
     );
     assert_eq!(list_ids(&http, &url).await, acked, "reads still work");
     // Lift the limit on the running server, as freeing disk space would.
-    let rl = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: prlimit on our own child with a valid struct.
-    let rc = unsafe { libc::prlimit(server.pid(), libc::RLIMIT_FSIZE, &rl, std::ptr::null_mut()) };
-    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    testkit::process::lift_file_size_limit(server.pid()).expect("prlimit");
     let (status, task) = post(&http, &url, "after", None).await.unwrap();
     assert_eq!(status, 201, "{task}");
     assert_eq!(task["id"].as_u64().unwrap(), acked.last().unwrap() + 1);

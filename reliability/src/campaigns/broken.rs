@@ -7,8 +7,8 @@
 //! that appears twice) and saying the file was left untouched; the file must
 //! be byte-for-byte what it was, and no side file may appear next to it.
 
-use crate::harness::Server;
 use crate::{Ctx, Row};
+use testkit::process::Server;
 
 fn task(id: &str, titulo: &str) -> String {
     format!(
@@ -168,7 +168,7 @@ pub fn run(ctx: &Ctx) -> Row {
             row.fail(format!("cannot write {}: {e}", data.display()));
             continue;
         }
-        match Server::start(&ctx.tools, &data) {
+        match Server::start(&ctx.tools.taskserver, &data) {
             Ok(server) => {
                 row.fail(format!(
                     "{}: the server started on it (it must refuse)",

@@ -18,9 +18,11 @@ use proptest::prelude::Rng as _;
 
 use super::Findings;
 use crate::datafile::{self, Acks};
-use crate::harness::{get_tasks, http_client, wait_until, Server};
 use crate::writer::{publish_addr, Ack, Writers};
 use crate::{Ctx, Row};
+use testkit::http::{self, get_tasks};
+use testkit::process::Server;
+use testkit::wait_until;
 
 /// Client processes, as the issue asks.
 const WRITERS: usize = 3;
@@ -37,11 +39,11 @@ pub fn run(ctx: &Ctx) -> Row {
     let data = dir.path().join("tasks.json");
     let addr_file = dir.path().join("addr");
     let rt = super::runtime();
-    let http = http_client();
+    let http = http::client();
     let mut findings = Findings::default();
     let mut repaired = 0;
 
-    let mut server = match Server::start(&ctx.tools, &data) {
+    let mut server = match Server::start(&ctx.tools.taskserver, &data) {
         Ok(s) => s,
         Err(refused) => {
             row.fail(format!("the first server did not start: {refused}"));
@@ -77,7 +79,7 @@ pub fn run(ctx: &Ctx) -> Row {
         let acked = acks_map(&writers.acks());
         row.cases += 1;
 
-        server = match Server::start(&ctx.tools, &data) {
+        server = match Server::start(&ctx.tools.taskserver, &data) {
             Ok(s) => s,
             Err(refused) => {
                 row.fail(format!(

@@ -20,8 +20,9 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 
 use crate::datafile::{self, Acks};
-use crate::harness::{get_tasks, http_client, post_task, Server};
 use crate::{Ctx, Row};
+use testkit::http::{self, get_tasks, post_task};
+use testkit::process::Server;
 
 const SERVERS: usize = 4;
 const WRITERS_PER_SERVER: usize = 8;
@@ -34,7 +35,7 @@ pub fn run(ctx: &Ctx) -> Row {
     let data = dir.path().join("tasks.json");
     let mut servers = Vec::new();
     for _ in 0..SERVERS {
-        match Server::start(&ctx.tools, &data) {
+        match Server::start(&ctx.tools.taskserver, &data) {
             Ok(s) => servers.push(s),
             Err(refused) => {
                 row.fail(format!("a server did not start: {refused}"));
@@ -50,7 +51,7 @@ pub fn run(ctx: &Ctx) -> Row {
 
     let watcher = super::watch_file(data.clone(), writing.clone());
     let (gets, emulators) = rt.block_on(async {
-        let http = http_client();
+        let http = http::client();
         let mut writers = Vec::new();
         for (s, url) in urls.iter().enumerate() {
             for w in 0..WRITERS_PER_SERVER {
@@ -167,7 +168,7 @@ pub fn run(ctx: &Ctx) -> Row {
     }
     row.acknowledged += emulator_acks;
 
-    let http = http_client();
+    let http = http::client();
     let expected = acked.len() as u64 + emulator_acks;
     if let Some(tasks) = datafile::final_audit(&mut row, &data, &acked, expected) {
         for (s, url) in urls.iter().enumerate() {

@@ -16,8 +16,9 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 
 use crate::datafile::{self, Acks};
-use crate::harness::{get_tasks, http_client, post_task, Server};
 use crate::{Ctx, Row};
+use testkit::http::{self, get_tasks, post_task};
+use testkit::process::Server;
 
 const WRITERS: usize = 32;
 const READERS: usize = 3;
@@ -28,7 +29,7 @@ pub fn run(ctx: &Ctx) -> Row {
     let emulator_tasks = ctx.size(500, 5000);
     let dir = super::temp_dir("reads");
     let data = dir.path().join("tasks.json");
-    let server = match Server::start(&ctx.tools, &data) {
+    let server = match Server::start(&ctx.tools.taskserver, &data) {
         Ok(s) => s,
         Err(refused) => {
             row.fail(format!("the server did not start: {refused}"));
@@ -44,7 +45,7 @@ pub fn run(ctx: &Ctx) -> Row {
 
     let watcher = super::watch_file(data.clone(), writing.clone());
     let (gets, emulator) = rt.block_on(async {
-        let http = http_client();
+        let http = http::client();
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
                 let (http, url, acked, errors) =

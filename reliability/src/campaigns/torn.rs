@@ -29,8 +29,10 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::datafile;
-use crate::harness::{get_tasks, http_client, post_task, Server, Tools};
+use crate::harness::Tools;
 use crate::{Ctx, Row};
+use testkit::http::{self, get_tasks, post_task};
+use testkit::process::Server;
 
 /// Titles of the K tasks: brackets, quotes, escapes, non-ASCII, text that
 /// looks like JSON; a cut inside any of them is a cut a crash can make.
@@ -233,11 +235,11 @@ pub fn run(ctx: &Ctx) -> Row {
 fn write_files(tools: &Tools, dir: &Path) -> Result<Append, String> {
     let data = dir.join("source.json");
     let rt = super::runtime();
-    let http = http_client();
+    let http = http::client();
     let mut files = Vec::new();
     for titles in [&BEFORE[..], &APPENDED[..]] {
-        let server =
-            Server::start(tools, &data).map_err(|r| format!("server did not start: {r}"))?;
+        let server = Server::start(&tools.taskserver, &data)
+            .map_err(|r| format!("server did not start: {r}"))?;
         for titulo in titles {
             let (status, body) = rt.block_on(post_task(
                 &http,
@@ -272,7 +274,7 @@ fn check_cases(
         .enable_all()
         .build()
         .expect("a runtime");
-    let http = http_client();
+    let http = http::client();
     let dir = super::temp_dir(&format!("torn-{worker}"));
     for case in cases {
         row.cases += 1;
@@ -285,7 +287,7 @@ fn check_cases(
             row.fail(format!("cannot write {}: {e}", data.display()));
             continue;
         }
-        let server = match Server::start(tools, &data) {
+        let server = match Server::start(&tools.taskserver, &data) {
             Ok(s) => s,
             Err(refused) => {
                 row.fail(format!(

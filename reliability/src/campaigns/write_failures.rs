@@ -26,8 +26,9 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::datafile::{self, Acks};
-use crate::harness::{self, get_tasks, http_client, post_task, Server};
 use crate::{Ctx, Row};
+use testkit::http::{self, get_tasks, post_task};
+use testkit::process::{self, Server};
 
 /// Requests in flight while filling up.
 const CONCURRENCY: usize = 16;
@@ -46,7 +47,7 @@ pub fn run(ctx: &Ctx) -> Row {
             let data = tmpfs.path.join("tasks.json");
             let filler = tmpfs.path.join("filler");
             match std::fs::write(&filler, vec![b'x'; 192 * 1024]) {
-                Ok(()) => match Server::start(&ctx.tools, &data) {
+                Ok(()) => match Server::start(&ctx.tools.taskserver, &data) {
                     Ok(server) => rt.block_on(scenario(
                         &mut row,
                         "tmpfs full",
@@ -68,8 +69,8 @@ pub fn run(ctx: &Ctx) -> Row {
 
     // file-size limit
     let data = dir.path().join("fsize.json");
-    let mut cmd = harness::server_command(&ctx.tools, &data);
-    harness::limit_file_size(&mut cmd, 16 * 1024);
+    let mut cmd = process::command(&ctx.tools.taskserver, &data);
+    process::limit_file_size(&mut cmd, 16 * 1024);
     match Server::spawn(cmd) {
         Ok(server) => {
             let pid = server.pid();
@@ -79,7 +80,7 @@ pub fn run(ctx: &Ctx) -> Row {
                 &server,
                 &data,
                 None,
-                || harness::lift_file_size_limit(pid).map_err(|e| format!("prlimit: {e}")),
+                || process::lift_file_size_limit(pid).map_err(|e| format!("prlimit: {e}")),
                 &["size limit", "disk space"],
             ));
         }
@@ -90,7 +91,7 @@ pub fn run(ctx: &Ctx) -> Row {
 
     // immutable file
     let data = dir.path().join("immutable.json");
-    match Server::start(&ctx.tools, &data) {
+    match Server::start(&ctx.tools.taskserver, &data) {
         Ok(server) => {
             let immutable = Immutable { path: data.clone() };
             rt.block_on(scenario(
@@ -123,7 +124,7 @@ async fn scenario(
     restore: impl FnOnce() -> Result<(), String>,
     hints: &[&str],
 ) {
-    let http = http_client();
+    let http = http::client();
     let url = server.url();
     let mut acked = Acks::new();
     let mut sent = 0;

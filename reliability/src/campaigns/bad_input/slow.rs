@@ -21,8 +21,9 @@ use tokio::net::TcpStream;
 
 use super::tcp::parse_response;
 use crate::datafile::{self, Acks};
-use crate::harness::{get_tasks, http_client, post_task, Server};
 use crate::{Ctx, Row};
+use testkit::http::{self, get_tasks, post_task};
+use testkit::process::Server;
 
 /// How long a trickling client may hold its connection before that is a
 /// failure (the server's own limits are 10 s for headers and 30 s for a
@@ -45,7 +46,7 @@ enum End {
 
 pub fn run(ctx: &Ctx, row: &mut Row, connections: usize) {
     let target = super::Target::new("bad-input-slow");
-    let mut server = match Server::start(&ctx.tools, &target.path) {
+    let mut server = match Server::start(&ctx.tools.taskserver, &target.path) {
         Ok(s) => s,
         Err(refused) => {
             row.fail(format!("slow clients: the server did not start: {refused}"));
@@ -77,7 +78,7 @@ pub fn run(ctx: &Ctx, row: &mut Row, connections: usize) {
             task,
         ));
         // Others are served while the slow ones hold their connections.
-        let http = http_client();
+        let http = http::client();
         let mut served = Vec::new();
         for i in 0..20 {
             let started = Instant::now();

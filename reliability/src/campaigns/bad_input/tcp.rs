@@ -11,12 +11,12 @@ use proptest::test_runner::TestCaseError;
 
 use super::gen::{self, Case};
 use super::{check_answer, model, record, runner, Observed, Tally, Target};
-use crate::harness::Server;
 use crate::{Ctx, Row};
+use testkit::process::Server;
 
 pub fn run(ctx: &Ctx, row: &mut Row, seed: u64, cases: u32) {
     let target = Target::new("bad-input-tcp");
-    let server = match Server::start(&ctx.tools, &target.path) {
+    let server = match Server::start(&ctx.tools.taskserver, &target.path) {
         Ok(s) => s,
         Err(refused) => {
             row.fail(format!("TCP: the server did not start: {refused}"));
