@@ -33,6 +33,8 @@ pub enum ApiError {
     Timeout,
     #[error("the data file cannot be used: {0}. Nothing was stored by this request; retry once the problem is fixed")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Unhealthy(String),
 }
 
 impl ApiError {
@@ -48,7 +50,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -59,7 +61,13 @@ impl IntoResponse for ApiError {
             // The committer logs failed commits; this also covers reads.
             tracing::warn!(error = %e, "answering 503");
         }
-        let body = Json(serde_json::json!({ "error": self.to_string() }));
-        (self.status(), body).into_response()
+        let body = match &self {
+            // The shape of `/health`, with the reason.
+            ApiError::Unhealthy(reason) => {
+                serde_json::json!({ "status": "failed", "error": reason })
+            }
+            _ => serde_json::json!({ "error": self.to_string() }),
+        };
+        (self.status(), Json(body)).into_response()
     }
 }

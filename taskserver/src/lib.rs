@@ -49,7 +49,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt as _;
 
-pub use api::app;
+pub use api::{app, Tasks};
 pub use store::{Store, StoreError};
 
 /// Longest a client may take to send a request's headers, or to start its
@@ -103,13 +103,15 @@ pub async fn run(
     }
 }
 
-/// What `axum::serve(..).with_graceful_shutdown(..)` does, plus
-/// [`HEADER_READ_TIMEOUT`]: hyper enforces that timeout only when it has a
-/// timer, and `axum::serve` gives it none. HTTP/1.1 only: the version
-/// sniffing that lets `axum::serve` also take HTTP/2 without TLS waits for
-/// a client's first bytes with no time limit, so a client that connects and
-/// says nothing would still hold its connection forever.
-async fn serve(
+/// The accept loop: serves `app` on `listener` until `shutdown` completes,
+/// then lets in-flight requests finish. What `axum::serve(..)
+/// .with_graceful_shutdown(..)` does, plus [`HEADER_READ_TIMEOUT`]: hyper
+/// enforces that timeout only when it has a timer, and `axum::serve` gives it
+/// none. HTTP/1.1 only: the version sniffing that lets `axum::serve` also take
+/// HTTP/2 without TLS waits for a client's first bytes with no time limit, so
+/// a client that connects and says nothing would still hold its connection
+/// forever. [`run`] uses it; so does the benchmark's ceiling.
+pub async fn serve(
     mut listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()>,

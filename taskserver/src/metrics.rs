@@ -1,8 +1,9 @@
 //! `/metrics`: Prometheus counters and histograms.
 //!
 //! Requests are counted by method, route template (not the raw path, so
-//! `/tareas/1` and `/tareas/2` are one series) and status. The store's own
-//! metrics (tasks, batch size, fsync time) are registered alongside.
+//! `/tareas/1` and `/tareas/2` are one series) and status. The keeper of the
+//! tasks registers its own alongside (the store: tasks, batch size, fsync
+//! time).
 
 use std::sync::Arc;
 
@@ -14,8 +15,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-
-use crate::store::StoreStats;
 
 /// The labels of the request counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,8 +34,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers the request counter and the store's metrics.
-    pub fn new(store: &StoreStats) -> Metrics {
+    /// Registers the request counter, then what `more` registers.
+    pub fn new(more: impl FnOnce(&mut Registry)) -> Metrics {
         let mut registry = Registry::with_prefix("taskserver");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -44,22 +43,7 @@ impl Metrics {
             "HTTP requests by method, route and status",
             requests.clone(),
         );
-        registry.register("tasks", "Tasks in the data file", store.tasks.clone());
-        registry.register(
-            "tasks_written",
-            "Tasks appended to the data file by this process",
-            store.written.clone(),
-        );
-        registry.register(
-            "commit_batch_size",
-            "Tasks written by one commit (one write and one fdatasync)",
-            store.batch_size.clone(),
-        );
-        registry.register(
-            "fsync_seconds",
-            "Time of each fdatasync of the data file",
-            store.fsync_seconds.clone(),
-        );
+        more(&mut registry);
         Metrics { registry, requests }
     }
 

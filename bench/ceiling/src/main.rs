@@ -1,21 +1,22 @@
 //! `ceiling`: what taskserver's HTTP path can do when storing costs nothing.
 //!
-//! It serves `POST /tareas` through taskserver's own middleware stack
-//! ([`taskserver::api::with_middleware`]: body limit, timeout, JSON errors,
-//! request metrics, tracing) and its own request handling (the same
-//! content-type, JSON and task checks, the same `Idempotency-Key` check, the
-//! same public JSON of a [`Record`]), on the same runtime and log setup as
-//! `taskserver`. It answers `201` with the task and a `Location`, like
-//! taskserver, but keeps nothing: ids come from a counter. The gap between
-//! its throughput and taskserver's is what the store (queue, lock, write,
-//! `fdatasync`) costs.
+//! It is taskserver itself, with the data file's store replaced by a keeper
+//! that keeps nothing: the same router and handlers ([`taskserver::app`]:
+//! content-type, JSON and task checks, the `Idempotency-Key` check, the same
+//! public JSON of a [`Record`]), the same middleware, the same accept loop
+//! ([`taskserver::serve`]: header-read timeout, HTTP/1.1), the same listen
+//! backlog, runtime and log setup. Ids come from a counter and nothing is
+//! kept, so the gap between its throughput and taskserver's is exactly what
+//! the store costs: the queue, the committer, the locks, the write and the
+//! `fdatasync`.
 //!
 //! ```text
 //! ceiling [--bind ADDR]        # default 127.0.0.1:9100, or CEILING_BIND
 //! ```
 //!
-//! Routes: `POST /tareas`, `GET /health`, `GET /metrics`. Stops on Ctrl-C or
-//! SIGTERM like taskserver.
+//! `POST /tareas` answers `201` with the task; `GET /tareas` is always empty
+//! and `GET /tareas/{id}` always 404, since nothing is kept. Stops on Ctrl-C
+//! or SIGTERM like taskserver.
 
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,27 +24,49 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use taskserver::api::{idempotency_key, parse_task, with_middleware};
+use bytes::Bytes;
+use prometheus_client::registry::Registry;
 use taskserver::error::ApiError;
-use taskserver::metrics::Metrics;
-use taskserver::store::StoreStats;
+use taskserver::store::{Inserted, NewEntry, Page};
 use taskserver::task::Record;
+use taskserver::Tasks;
 use tracing_subscriber::EnvFilter;
 
-/// What the handlers share.
-#[derive(Clone)]
-struct Ceiling {
+/// Keeps nothing: answers every task as stored, with the next id.
+#[derive(Clone, Default)]
+struct Nothing {
     /// The last id handed out: stands in for the store's id assignment.
     last_id: Arc<AtomicU64>,
-    /// Served at `/metrics`, fed by the same middleware as taskserver's.
-    metrics: Arc<Metrics>,
+}
+
+impl Tasks for Nothing {
+    async fn insert(&self, entry: NewEntry) -> Result<Inserted, ApiError> {
+        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let creada_en = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let record = Record::new(id, &entry.task, creada_en, entry.idempotency_key);
+        Ok(Inserted {
+            id,
+            json: Bytes::from(record.public_json()),
+            created: true,
+        })
+    }
+
+    async fn page(&self, _after: u64, _limit: usize) -> Result<Page, ApiError> {
+        Ok(Page::default())
+    }
+
+    async fn get(&self, _id: u64) -> Result<Option<Bytes>, ApiError> {
+        Ok(None)
+    }
+
+    async fn health(&self) -> Result<serde_json::Value, ApiError> {
+        // `tareas` counts the answers, so that a load tool's wait for
+        // /health and its counts look as they do against taskserver.
+        let tareas = self.last_id.load(Ordering::Relaxed);
+        Ok(serde_json::json!({ "status": "ok", "tareas": tareas }))
+    }
+
+    fn register_metrics(&self, _registry: &mut Registry) {}
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,14 +80,13 @@ fn main() -> anyhow::Result<()> {
     let bind = bind_address()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&bind)
-            .await
-            .with_context(|| format!("cannot listen on {bind}; choose another with --bind"))?;
+        let backlog = taskserver::listen::DEFAULT_BACKLOG;
+        taskserver::listen::raise_open_files_limit(u64::from(backlog) + 64);
+        let listener = taskserver::listen::bind(&bind, backlog).await?;
         eprintln!("ceiling: listening on {}", listener.local_addr()?);
-        axum::serve(listener, app())
-            .with_graceful_shutdown(taskserver::shutdown::signal())
-            .await
-            .context("serving")
+        let shutdown = taskserver::shutdown::signal();
+        taskserver::serve(listener, taskserver::app(Nothing::default()), shutdown).await;
+        Ok(())
     })
 }
 
@@ -76,67 +98,4 @@ fn bind_address() -> anyhow::Result<String> {
         (Some("--bind"), Some(addr), None) => Ok(addr),
         _ => anyhow::bail!("usage: ceiling [--bind ADDR]"),
     }
-}
-
-/// The routes, through taskserver's middleware.
-fn app() -> Router {
-    let metrics = Arc::new(Metrics::new(&StoreStats::default()));
-    let state = Ceiling {
-        last_id: Arc::new(AtomicU64::new(0)),
-        metrics: metrics.clone(),
-    };
-    let routes = Router::new()
-        .route("/tareas", post(create))
-        .route("/health", get(health))
-        .route("/metrics", get(serve_metrics))
-        .with_state(state);
-    with_middleware(routes, metrics)
-}
-
-/// `POST /tareas` as taskserver handles it, minus the store.
-async fn create(
-    State(app): State<Ceiling>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let task = parse_task(&headers, body)?.validate()?;
-    let key = idempotency_key(&headers)?;
-    let id = app.last_id.fetch_add(1, Ordering::Relaxed) + 1;
-    let creada_en = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    let json = Bytes::from(Record::new(id, &task, creada_en, key).public_json());
-    let location = HeaderValue::try_from(format!("/tareas/{id}")).expect("ASCII");
-    Ok((
-        StatusCode::CREATED,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::LOCATION, location),
-        ],
-        json,
-    )
-        .into_response())
-}
-
-/// `GET /health`, shaped like taskserver's: `tareas` counts the answers.
-async fn health(State(app): State<Ceiling>) -> Response {
-    let tareas = app.last_id.load(Ordering::Relaxed);
-    Json(Health {
-        status: "ok",
-        tareas,
-    })
-    .into_response()
-}
-
-/// The body of `GET /health`.
-#[derive(serde::Serialize)]
-struct Health {
-    status: &'static str,
-    tareas: u64,
-}
-
-/// `GET /metrics`: requests by route and status, from the shared middleware.
-async fn serve_metrics(State(app): State<Ceiling>) -> String {
-    app.metrics.encode()
 }

@@ -160,6 +160,28 @@ pub struct StoreStats {
     pub fsync_seconds: Histogram,
 }
 
+impl StoreStats {
+    /// Adds these metrics to `/metrics`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register("tasks", "Tasks in the data file", self.tasks.clone());
+        registry.register(
+            "tasks_written",
+            "Tasks appended to the data file by this process",
+            self.written.clone(),
+        );
+        registry.register(
+            "commit_batch_size",
+            "Tasks written by one commit (one write and one fdatasync)",
+            self.batch_size.clone(),
+        );
+        registry.register(
+            "fsync_seconds",
+            "Time of each fdatasync of the data file",
+            self.fsync_seconds.clone(),
+        );
+    }
+}
+
 impl Default for StoreStats {
     fn default() -> Self {
         StoreStats {

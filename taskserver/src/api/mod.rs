@@ -1,5 +1,6 @@
 //! The HTTP API: routes, handlers and middleware. It knows nothing of files:
-//! every task goes through the [`Store`].
+//! every task goes through a [`Tasks`] (the data file's store, or, for the
+//! benchmark's ceiling, a keeper that keeps nothing).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +17,13 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+mod tasks;
+
+pub use tasks::Tasks;
+
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
-use crate::store::{NewEntry, Store, StoreError};
+use crate::store::NewEntry;
 use crate::task::NewTask;
 
 /// Largest request body accepted.
@@ -30,25 +35,26 @@ const MAX_KEY: usize = 200;
 
 /// What every handler shares.
 #[derive(Clone)]
-struct AppState {
+struct AppState<T> {
     /// Where tasks live.
-    store: Store,
+    tasks: T,
     /// Served at `/metrics`.
     metrics: Arc<Metrics>,
 }
 
-/// The whole application, ready to serve or to test with `oneshot`.
-pub fn app(store: Store) -> Router {
-    let metrics = Arc::new(Metrics::new(store.stats()));
+/// The whole application over `tasks`, ready to serve or to test with
+/// `oneshot`.
+pub fn app<T: Tasks>(tasks: T) -> Router {
+    let metrics = Arc::new(Metrics::new(|registry| tasks.register_metrics(registry)));
     let state = AppState {
-        store,
+        tasks,
         metrics: metrics.clone(),
     };
     let routes = Router::new()
-        .route("/tareas", get(list).post(create))
-        .route("/tareas/{id}", get(get_one))
-        .route("/health", get(health))
-        .route("/metrics", get(serve_metrics))
+        .route("/tareas", get(list::<T>).post(create::<T>))
+        .route("/tareas/{id}", get(get_one::<T>))
+        .route("/health", get(health::<T>))
+        .route("/metrics", get(serve_metrics::<T>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
@@ -56,10 +62,8 @@ pub fn app(store: Store) -> Router {
 }
 
 /// The middleware every route of [`app`] runs through: body limit, timeout,
-/// JSON errors, request metrics, tracing. Public so that the benchmark's
-/// "HTTP ceiling" (`bench/ceiling`) serves its routes through exactly this
-/// stack and measures the same HTTP path without the store.
-pub fn with_middleware(routes: Router, metrics: Arc<Metrics>) -> Router {
+/// JSON errors, request metrics, tracing.
+fn with_middleware(routes: Router, metrics: Arc<Metrics>) -> Router {
     routes
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -72,20 +76,20 @@ pub fn with_middleware(routes: Router, metrics: Arc<Metrics>) -> Router {
 }
 
 /// `POST /tareas`: validate, store durably, answer 201 (or 200 for a retry).
-async fn create(
-    State(app): State<AppState>,
+async fn create<T: Tasks>(
+    State(app): State<AppState<T>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let task = parse_task(&headers, body)?.validate()?;
     let idempotency_key = idempotency_key(&headers)?;
     let inserted = app
-        .store
-        .insert_one(NewEntry {
+        .tasks
+        .insert(NewEntry {
             task,
             idempotency_key,
         })
-        .await??;
+        .await?;
     let status = if inserted.created {
         StatusCode::CREATED
     } else {
@@ -110,7 +114,7 @@ async fn create(
 }
 
 /// Checks the content type, the size and the JSON of a task body.
-pub fn parse_task(
+fn parse_task(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<NewTask, ApiError> {
@@ -161,7 +165,7 @@ pub fn parse_task(
 }
 
 /// The `Idempotency-Key` header, if any: visible ASCII, at most 200 bytes.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -188,8 +192,8 @@ struct ListQuery {
 }
 
 /// `GET /tareas`: the tasks in id order, streamed from memory.
-async fn list(
-    State(app): State<AppState>,
+async fn list<T: Tasks>(
+    State(app): State<AppState<T>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| {
@@ -199,7 +203,7 @@ async fn list(
         ))
     })?;
     let page = app
-        .store
+        .tasks
         .page(q.despues_de.unwrap_or(0), q.limite.unwrap_or(usize::MAX))
         .await?;
     let mut parts = Vec::with_capacity(page.parts.len() + 2);
@@ -222,13 +226,13 @@ async fn list(
 }
 
 /// `GET /tareas/{id}`.
-async fn get_one(
-    State(app): State<AppState>,
+async fn get_one<T: Tasks>(
+    State(app): State<AppState<T>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let missing = || ApiError::NotFound(format!("there is no task with id {id}"));
     let number: u64 = id.parse().map_err(|_| missing())?;
-    let json = app.store.get(number).await?.ok_or_else(missing)?;
+    let json = app.tasks.get(number).await?.ok_or_else(missing)?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -239,22 +243,14 @@ async fn get_one(
         .into_response())
 }
 
-/// `GET /health`: ok and the number of tasks in the file; `503` with the
-/// reason once the store has failed, so that Docker's healthcheck fails too.
-async fn health(State(app): State<AppState>) -> Result<Response, ApiError> {
-    if let Some(reason) = app.store.failure() {
-        let body = serde_json::json!({
-            "status": "failed",
-            "error": StoreError::Failed(reason).to_string(),
-        });
-        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
-    }
-    let tareas = app.store.count().await?;
-    Ok(Json(serde_json::json!({ "status": "ok", "tareas": tareas })).into_response())
+/// `GET /health`: ok and the number of tasks; `503` with the reason when the
+/// server cannot store tasks any more, so that Docker's healthcheck fails too.
+async fn health<T: Tasks>(State(app): State<AppState<T>>) -> Result<Response, ApiError> {
+    Ok(Json(app.tasks.health().await?).into_response())
 }
 
 /// `GET /metrics`.
-async fn serve_metrics(State(app): State<AppState>) -> Response {
+async fn serve_metrics<T: Tasks>(State(app): State<AppState<T>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
