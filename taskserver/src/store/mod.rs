@@ -56,6 +56,8 @@ pub mod file;
 mod index;
 mod load;
 mod plan;
+#[cfg(any(test, feature = "sim"))]
+pub mod power_cut;
 mod scan;
 mod state;
 

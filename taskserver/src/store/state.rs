@@ -439,19 +439,34 @@ impl FileState {
         result.map_err(|e| self.io("repair", e))
     }
 
-    /// Keeps the bytes a repair drops in `<data file>.torn-<millis>`.
+    /// Keeps the bytes a repair drops in `<data file>.torn-<millis>`, or
+    /// `.torn-<millis>-<n>` when that name is taken (a clock set back after
+    /// a power cut can give the same millisecond again).
     fn save_torn_tail(&self, dropped: &[u8]) -> Result<PathBuf, StoreError> {
         let millis = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(format!(".torn-{millis}"));
-        let side = PathBuf::from(name);
-        self.fs
-            .create_durable(&side, dropped)
-            .map_err(|e| io_error("save the torn tail (nothing was repaired) to", &side, e))?;
-        Ok(side)
+        let mut n = 0;
+        loop {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(format!(".torn-{millis}"));
+            if n > 0 {
+                name.push(format!("-{n}"));
+            }
+            let side = PathBuf::from(name);
+            match self.fs.create_durable(&side, dropped) {
+                Ok(()) => return Ok(side),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => {
+                    return Err(io_error(
+                        "save the torn tail (nothing was repaired) to",
+                        &side,
+                        e,
+                    ))
+                }
+            }
+        }
     }
 
     /// Writes `records` after the anchor, marked unsynced; the caller syncs

@@ -25,6 +25,9 @@
 //! Where there are no such locks (macOS), a reader takes `flock(LOCK_SH)`
 //! instead and so waits for a commit in progress in another process.
 
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
