@@ -63,10 +63,14 @@ pub enum Campaign {
     BadInput,
     /// GET /tareas during heavy writes.
     Reads,
+    /// Simulated power cuts at every disk operation (the store in process).
+    PowerCut,
+    /// The real server under strace: every answer after its task's fdatasync.
+    Durability,
 }
 
 impl Campaign {
-    pub const ALL: [Campaign; 7] = [
+    pub const ALL: [Campaign; 9] = [
         Campaign::Crash,
         Campaign::Torn,
         Campaign::Broken,
@@ -74,6 +78,8 @@ impl Campaign {
         Campaign::Processes,
         Campaign::BadInput,
         Campaign::Reads,
+        Campaign::PowerCut,
+        Campaign::Durability,
     ];
 
     /// The name in the table, as `--only` takes it.
@@ -86,6 +92,8 @@ impl Campaign {
             Campaign::Processes => "processes",
             Campaign::BadInput => "bad-input",
             Campaign::Reads => "reads",
+            Campaign::PowerCut => "power-cut",
+            Campaign::Durability => "durability",
         }
     }
 }

@@ -131,6 +131,11 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Waits for the process to exit by itself.
+    pub fn wait(mut self) -> std::io::Result<ExitStatus> {
+        self.child.wait()
+    }
+
     /// SIGTERM, then the exit status.
     pub fn terminate(mut self) -> std::io::Result<ExitStatus> {
         // SAFETY: plain kill(2) on our own child, which has not been reaped.

@@ -3,6 +3,8 @@
 pub mod bad_input;
 pub mod broken;
 pub mod crash;
+pub mod durability;
+pub mod power_cut;
 pub mod processes;
 pub mod reads;
 pub mod torn;
@@ -27,6 +29,8 @@ pub fn run(campaign: Campaign, ctx: &Ctx) -> Row {
         Campaign::Processes => processes::run(ctx),
         Campaign::BadInput => bad_input::run(ctx),
         Campaign::Reads => reads::run(ctx),
+        Campaign::PowerCut => power_cut::run(ctx),
+        Campaign::Durability => durability::run(ctx),
     }
 }
 
