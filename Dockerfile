@@ -58,24 +58,26 @@ RUN cargo build --release --locked -p taskserver -p clientemulator \
 
 FROM debian:bookworm-slim
 
-# A fixed non-root user, uid/gid 1000: on a Linux laptop that is usually the
-# owner of the bind-mounted tasks.json, and Docker Desktop (macOS, Windows) lets
-# any uid write bind mounts. docker-compose.yml can run the server as another
-# uid (APP_UID/APP_GID), so /app is writable by everyone (mode 1777, like /tmp):
-# the server writes tasks.json in place and may put a `tasks.json.torn-*` side
-# file next to it when it repairs a crash-torn tail.
+# A fixed non-root user, uid/gid 1000, for the clients and for a server with
+# no data file of its own. The server itself runs as whoever owns the
+# bind-mounted tasks.json (docker/entrypoint.sh): the image starts as root only
+# to choose that user, then drops to it, and never changes the file's owner or
+# mode. /app is writable by everyone (mode 1777, like /tmp), whatever uid the
+# server gets: it writes tasks.json in place and may put a `tasks.json.torn-*`
+# side file next to it when it repairs a crash-torn tail.
 RUN groupadd --gid 1000 app \
     && useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin app \
     && install -d -m 1777 /app
 
 COPY --from=builder /out/ /usr/local/bin/
+COPY docker/entrypoint.sh /usr/local/bin/taskserver-entrypoint
 
 WORKDIR /app
 ENV TASKSERVER_BIND=0.0.0.0:9000 \
     TASKSERVER_DATA=/app/tasks.json
-USER 1000:1000
 EXPOSE 9000
+ENTRYPOINT ["taskserver-entrypoint"]
 
 # `taskserver healthcheck` exits 0 when GET http://127.0.0.1:9000/health answers
 # 200; no curl needed in the image. Compose sets a shorter interval.

@@ -180,6 +180,23 @@ def main():
     w(f"| clientemulator, a 3x longer run | {fmt(n.get('emulator-long.rps'))} | | {fmt(n.get('emulator-long.rss_mb'), 0)} |")
     w("")
 
+    # --- reads under writes -----------------------------------------------------------
+    w("## Reads while tasks are written\n")
+    w("`GET /tareas/1` over 8 connections (wrk), first on an idle server, then while 64 other "
+      f"connections post durable tasks, {a.seconds} s each. Reads are answered from memory and "
+      "never wait for a commit's `fdatasync`; the fsync column is the same run's median "
+      "`fdatasync` from `/metrics`, for scale.\n")
+    w("| round | idle p50 (ms) | idle p99 (ms) | under writes p50 (ms) | under writes p99 (ms) | reads/s under writes | writes/s meanwhile | median fsync (ms) |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in range(1, rounds + 1):
+        path = os.path.join(a.out, "metrics", f"reads-{r}.txt")
+        median_fsync = histogram(path, "taskserver_fsync_seconds")[2] if os.path.exists(path) else None
+        w(f"| {r} | {fmt(n.get(f'reads-idle-{r}.p50_ms'), 3)} | {fmt(n.get(f'reads-idle-{r}.p99_ms'), 3)} | "
+          f"{fmt(n.get(f'reads-busy-{r}.p50_ms'), 3)} | {fmt(n.get(f'reads-busy-{r}.p99_ms'), 3)} | "
+          f"{fmt(n.get(f'reads-busy-{r}.rps'))} | {fmt(n.get(f'reads-busy-{r}.post_rps'))} | "
+          f"{'n/a' if median_fsync is None else f'{median_fsync * 1000:.3f}'} |")
+    w("")
+
     # --- the burst -------------------------------------------------------------------
     burst = int(a.burst)
     w("## A burst of connections\n")

@@ -20,7 +20,10 @@
 #      host) and a cargo config in CARGO_HOME that takes crates from there.
 #      Containers here cannot download crates (crates.io is reachable from the
 #      host only), and this way the Dockerfile needs no vendoring step of its
-#      own. The layer is remade when Cargo.lock changes (a label records it).
+#      own. A label records which Cargo.lock files the crates come from. When
+#      Cargo.lock changes, its crates are added on top (a branch and main, or
+#      two checkouts building at once, then both find theirs); after
+#      8 locks the image starts again from the toolchain layer.
 #
 # Images that are already here are reused: a real one (pulled on a machine that
 # could) as it is, one of ours as long as its crates match Cargo.lock. --force
@@ -172,10 +175,11 @@ EOF
     docker build --quiet -t "$name" "$context" >/dev/null
 }
 
-# make_vendored NAME TOOLCHAIN_IMAGE LOCK_SUM: the toolchain image plus the
-# workspace's crates, so that `cargo build --locked` works with no network.
+# make_vendored NAME BASE_IMAGE LOCKS: BASE_IMAGE (the toolchain image, or
+# this image as it is) plus the workspace's crates, so that `cargo build
+# --locked` works with no network. LOCKS is the label's new value.
 make_vendored() {
-    local name="$1" toolchain_image="$2" lock_sum="$3" context
+    local name="$1" base_image="$2" locks="$3" context
     context="$(mktemp -d /var/tmp/rust-vendor.XXXXXX)"
     scratch+=("$context")
     log "cargo vendor (on the host) for $workspace/Cargo.lock"
@@ -191,36 +195,47 @@ replace-with = "vendored-sources"
 [source.vendored-sources]
 directory = "/usr/local/cargo/vendor"
 EOF
+    # COPY merges into the folder the base may have: crates of earlier locks stay.
     cat >"$context/Dockerfile" <<EOF
-FROM $toolchain_image
+FROM $base_image
 COPY vendor /usr/local/cargo/vendor
 COPY config.toml /usr/local/cargo/config.toml
-LABEL $LOCK_LABEL=$lock_sum
+LABEL $LOCK_LABEL="$locks"
 EOF
     log "docker build -> $name"
     docker build --quiet -t "$name" "$context" >/dev/null
 }
 
-# make_rust NAME VERSION SUITE: the toolchain image (reused when present), then
-# the vendored crates on top.
+# make_rust NAME VERSION SUITE EARLIER_LOCKS: the toolchain image (reused when
+# present), then the vendored crates on top: on top of NAME itself while it
+# holds fewer than MAX_LOCKS locks' crates, else afresh.
 make_rust() {
-    local name="$1" version="$2" suite="$3"
+    local name="$1" version="$2" suite="$3" earlier="$4"
     local toolchain_image="tareas-base/rust-toolchain:$version-slim-$suite"
     if $force || ! image_exists "$toolchain_image"; then
         make_toolchain "$toolchain_image" "$version" "$suite"
     fi
+    local base="$toolchain_image" locks="$lock_sum"
+    read -r -a earlier_list <<<"$earlier"
+    if [[ -n "$earlier" ]] && ! $force && ((${#earlier_list[@]} < MAX_LOCKS)); then
+        base="$name"
+        locks="$earlier $lock_sum"
+        log "adding the crates of this Cargo.lock to $name (it has those of ${#earlier_list[@]} other locks)"
+    fi
     # The image this replaces would linger untagged; remove it if nothing else
-    # (a container, a build cache layer) still uses it.
+    # (a container, a build cache layer, the new image itself) still uses it.
     local old
     old="$(docker image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)"
-    make_vendored "$name" "$toolchain_image" "$lock_sum"
+    make_vendored "$name" "$base" "$locks"
     if [[ -n "$old" && "$old" != "$(docker image inspect --format '{{.Id}}' "$name")" ]]; then
         docker rmi "$old" >/dev/null 2>&1 || true
     fi
 }
 
-# Which Cargo.lock the vendored crates of an image came from.
+# Which Cargo.lock files the vendored crates of an image came from (their
+# sha256, space-separated), and how many an image may collect.
 readonly LOCK_LABEL="tareas.cargo-lock-sha256"
+readonly MAX_LOCKS=8
 lock_label() {
     docker image inspect --format "{{ index .Config.Labels \"$LOCK_LABEL\" }}" "$1" 2>/dev/null || true
 }
@@ -252,12 +267,12 @@ for image in "${images[@]}"; do
                 log "reusing $image (not made by this script)"
                 continue
             fi
-            if [[ "$made_here" == "$lock_sum" ]] && ! $force; then
-                log "reusing $image (its crates match Cargo.lock)"
+            if [[ " $made_here " == *" $lock_sum "* ]] && ! $force; then
+                log "reusing $image (it has the crates of this Cargo.lock)"
                 continue
             fi
             tag="${image#rust:}"
-            make_rust "$image" "${tag%%-slim-*}" "${tag##*-slim-}"
+            make_rust "$image" "${tag%%-slim-*}" "${tag##*-slim-}" "$made_here"
             ;;
         *)
             die "cannot make $image locally: only debian:SUITE[-slim] and rust:VERSION-slim-SUITE are known"
