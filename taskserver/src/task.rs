@@ -120,6 +120,20 @@ pub struct Record {
     /// recognised even after a restart or by another server process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// In cluster mode, where the task's entry is in the Raft log: how a
+    /// node knows, after a restart, how far its file has applied the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<RaftPosition>,
+}
+
+/// Where an entry is in a cluster's Raft log: the term of the leader that
+/// proposed it, and its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RaftPosition {
+    /// The proposing leader's term.
+    pub term: u64,
+    /// The entry's index in the log.
+    pub index: u64,
 }
 
 /// The fields clients see: a [`Record`] without the server's own fields.
@@ -144,6 +158,7 @@ impl Record {
             cliente: task.cliente.clone(),
             creada_en: Some(creada_en),
             idempotency_key: key,
+            raft: None,
         }
     }
 

@@ -264,9 +264,10 @@ async fn wrong_method_is_405() {
 #[tokio::test]
 async fn unusable_data_file_is_503_and_nothing_is_acknowledged() {
     let app = app().await;
-    // A person breaks the file while the server runs: no crash produces
-    // this, so the server must neither write nor guess; it answers 503.
-    let broken = b"[\n{\"id\":1,\"titulo\":\"primera\"},\n{\"id\": oops}\n]\n".to_vec();
+    // A person breaks the file while the server runs (a task with a string
+    // id): no crash produces this, so the server must neither write nor
+    // guess; it answers 503.
+    let broken = b"[\n{\"id\":1,\"titulo\":\"primera\"},\n{\"id\":\"oops\",\"titulo\":\"x\"}\n]\n".to_vec();
     std::fs::write(&app.path, &broken).unwrap();
     let msg = app
         .rejects(

@@ -10,9 +10,12 @@
 use crate::{Ctx, Row};
 use testkit::process::Server;
 
+/// A task as a commit of its own would store it: each id at its own moment,
+/// as in a file written over time.
 fn task(id: &str, titulo: &str) -> String {
+    let millis = id.bytes().map(u32::from).sum::<u32>() % 1000;
     format!(
-        r#"{{"id":{id},"titulo":"{titulo}","descripcion":null,"completada":false,"cliente":null,"creada_en":"2026-11-23T10:00:00.000Z"}}"#
+        r#"{{"id":{id},"titulo":"{titulo}","descripcion":null,"completada":false,"cliente":null,"creada_en":"2026-11-23T10:00:00.{millis:03}Z"}}"#
     )
 }
 
@@ -26,10 +29,19 @@ pub struct Case {
     pub columns: Option<std::ops::Range<usize>>,
 }
 
-/// The broken files.
+/// The broken files. What a crash can leave after the last synced entry is
+/// repaired, not refused (the power-cut campaign): bytes of one append, in
+/// any order, so at most one commit's tasks. So the broken files here have
+/// what no crash leaves: tasks of two commits after the bad part, a task
+/// with a smaller id, a well-formed object that is not a task, or no array.
 pub fn cases() -> Vec<Case> {
-    let (t1, t2, t3) = (task("1", "uno"), task("2", "dos"), task("3", "tres"));
-    let middle = |bad: &str| format!("[\n{t1},\n{bad},\n{t3}\n]\n");
+    let (t1, t2, t3, t4) = (
+        task("1", "uno"),
+        task("2", "dos"),
+        task("3", "tres"),
+        task("4", "cuatro"),
+    );
+    let middle = |bad: &str| format!("[\n{t1},\n{bad},\n{t3},\n{t4}\n]\n");
     let line3 = || "line 3, column".to_owned();
     let cases = vec![
         (
@@ -85,21 +97,29 @@ pub fn cases() -> Vec<Case> {
         ),
         ("a number instead of a task", middle("2"), line3()),
         ("a string instead of a task", middle("\"dos\""), line3()),
-        ("two commas", format!("[\n{t1},\n,\n{t2}\n]\n"), line3()),
-        ("a missing comma", format!("[\n{t1}\n{t2}\n]\n"), line3()),
+        (
+            "two commas",
+            format!("[\n{t1},\n,\n{t2},\n{t3}\n]\n"),
+            line3(),
+        ),
+        (
+            "a missing comma",
+            format!("[\n{t1}\n{t2},\n{t3}\n]\n"),
+            "line 3, column".to_owned(),
+        ),
         (
             "the same id twice",
             format!("[\n{t1},\n{t2},\n{}\n]\n", task("1", "otra")),
             "task id 1 appears twice".to_owned(),
         ),
         (
-            "text after the closing bracket",
-            format!("[\n{t1}\n]\ngarbage\n"),
+            "a second array after the first",
+            format!("[\n{t1}\n]\n[\n{t2},\n{t3}\n]\n"),
             "line 4, column 1".to_owned(),
         ),
         (
-            "a second array after the first",
-            format!("[\n{t1}\n]\n[\n{t2}\n]\n"),
+            "a task with a smaller id after the end",
+            format!("[\n{t2}\n]\n{t1}\n"),
             "line 4, column 1".to_owned(),
         ),
         (
@@ -115,15 +135,12 @@ pub fn cases() -> Vec<Case> {
         ),
         (
             "an array of arrays",
-            format!("[[{t1}]]\n"),
+            format!("[[{t1},{t2}]]\n"),
             "line 1, column 2".to_owned(),
         ),
         (
             "a bad entry followed by whole tasks and a cut end",
-            format!(
-                "[\n{t1},\n{{\"id\":2,,\n{t3},\n{},\n{{\"id\":5,\"ti",
-                task("4", "cuatro")
-            ),
+            format!("[\n{t1},\n{{\"id\":2,,\n{t3},\n{t4},\n{{\"id\":5,\"ti"),
             line3(),
         ),
     ];

@@ -81,7 +81,12 @@ impl Index {
 
     /// The largest id, 0 when empty: the next id is one more.
     pub fn max_id(&self) -> u64 {
-        self.slots.last().map_or(0, |s| s.id)
+        self.last_id().unwrap_or(0)
+    }
+
+    /// The id of the last task, if there is one.
+    pub fn last_id(&self) -> Option<u64> {
+        self.slots.last().map(|s| s.id)
     }
 
     /// Adds a record whose id is larger than every id so far.
@@ -203,6 +208,7 @@ mod tests {
             cliente: None,
             creada_en: None,
             idempotency_key: Some(format!("k{id}")),
+            raft: None,
         }
     }
 

@@ -97,7 +97,7 @@ pub fn load_in_pieces(file: &dyn DataFile, len: u64, piece: usize) -> io::Result
                 carry.drain(..keep_from);
                 base += keep_from as u64;
                 start = Start::AfterEntry {
-                    empty: index.is_empty(),
+                    last: index.last_id(),
                 };
             }
             _ => return Ok(None),
@@ -160,6 +160,7 @@ mod tests {
             cliente: Some("client1".into()),
             creada_en: Some("2026-11-23T10:00:00.000Z".into()),
             idempotency_key: Some(format!("run-{id}")),
+            raft: None,
         }
     }
 

@@ -446,6 +446,28 @@ mod tests {
         run(&one).unwrap();
     }
 
+    /// Found by the campaign's full run: a sector cut left the empty
+    /// array's closing `]`, zeros, then sectors of the append; the scanner
+    /// called that broken and the store would not open.
+    #[test]
+    fn sectors_of_an_append_kept_out_of_order_are_a_torn_tail() {
+        let item = |key| Item { key };
+        let one = Scenario {
+            steps: vec![Step::SendAndCut {
+                batches: vec![
+                    vec![item(None)],
+                    vec![item(None), item(None), item(Some(0))],
+                ],
+                at: 3,
+                cut: Cut::Sectors {
+                    sector: 512,
+                    seed: 8_577_178_620_374_733_297,
+                },
+            }],
+        };
+        run(&one).unwrap();
+    }
+
     proptest! {
         // Each case runs its steps on a store, so keep the count moderate
         // here; the reliability campaign `power-cut` runs many more.

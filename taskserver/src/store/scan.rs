@@ -6,19 +6,24 @@
 //! ways a file can be invalid:
 //!
 //! - **Torn**: what a crash in the middle of an append leaves. Appends write
-//!   `,\n{task}\n...]\n` over the closing `\n]\n` after the last entry, so
-//!   a crash leaves the valid entries, then a prefix of that text, then
-//!   perhaps what is left of the old closing bytes, or zeros or stale bytes
-//!   where the file system extended the file but the data never arrived.
-//!   Such a tail has no complete task after the broken part, and it does not
-//!   end with a closing `]` unless that `]` is one of three things: a byte
-//!   inside the cut-off entry (a title such as `"[x]"` cut after its `]`),
-//!   the old closing `]` after an append that wrote only its comma
-//!   (`},]`), or the append's own last `]` followed only by zeros. Torn
-//!   tails are repaired; the repair drops no complete entry.
-//! - **Broken**: anything else (bad JSON in the middle, an object instead of
-//!   an array, a task with a string id, ...). No crash produces it, so only a
-//!   person can fix it; the server refuses to touch it.
+//!   `,\n{task}\n...]\n` over the closing `\n]\n` after the last entry, and
+//!   a disk that loses power may keep any part of those bytes: a prefix, or
+//!   any of their sectors in any order, with zeros or garbage where the data
+//!   never arrived, after or around what is left of the old closing bytes.
+//!   Everything before the append is intact (it was synced, and a write to
+//!   part of a sector leaves the rest of it alone). So a crash leaves the
+//!   valid entries, then bytes that are all of one append: whatever
+//!   complete tasks they hold come after the last valid entry, with larger,
+//!   increasing ids, and from one commit, so with one `creada_en` (a commit
+//!   stamps all its tasks at once; in cluster mode they carry their Raft
+//!   position instead, and the log redoes what a repair drops). Torn tails
+//!   are repaired: cut after the last valid entry, the dropped bytes kept
+//!   in a side file. Tasks in them were never acknowledged: an
+//!   acknowledgement waits for the sync.
+//! - **Broken**: anything else: no array, a bad entry followed by tasks of
+//!   other commits or with smaller ids, a well-formed object that is not a
+//!   task (a string id, say). No crash produces it, so only a person can fix
+//!   it; the server refuses to touch it.
 
 use serde_json::Deserializer;
 
@@ -73,8 +78,9 @@ pub struct Broken {
 pub enum Start {
     /// At the first byte of the file: whitespace, then `[`.
     File,
-    /// Just after the last known entry, or just after `[` when `empty`.
-    AfterEntry { empty: bool },
+    /// Just after the last known entry, whose id is `last` (or just after
+    /// the `[` of an empty array, when `None`).
+    AfterEntry { last: Option<u64> },
 }
 
 /// Scans `buf` from `start`, handing each complete entry to `sink` in file
@@ -104,12 +110,16 @@ pub fn scan(buf: &[u8], start: Start, mut sink: impl FnMut(Parsed)) -> Result<Sc
             pos += 1;
             true
         }
-        Start::AfterEntry { empty } => empty,
+        Start::AfterEntry { last } => last.is_none(),
+    };
+    let mut last_id = match start {
+        Start::AfterEntry { last: Some(id) } => id,
+        _ => 0,
     };
     let mut last = None;
     let mut good_end = pos;
-    let fail = |last, at: usize, good_end: usize, message: String| {
-        if looks_torn(&buf[good_end..]) {
+    let fail = |last, last_id, at: usize, good_end: usize, message: String| {
+        if one_commits_leftovers(&buf[good_end..], last_id) {
             Ok(Scan {
                 open,
                 last,
@@ -127,25 +137,15 @@ pub fn scan(buf: &[u8], start: Start, mut sink: impl FnMut(Parsed)) -> Result<Sc
         match buf.get(pos) {
             None => {
                 let reason = "the file ends before the array is closed".to_owned();
-                return fail(last, pos, good_end, reason);
+                return fail(last, last_id, pos, good_end, reason);
             }
             Some(b']') => {
                 let after = skip_ws(buf, pos + 1);
-                if after != buf.len() && buf[after..].iter().all(|b| *b == 0 || is_ws(*b)) {
-                    // The append's last bytes arrived, the file grew past
-                    // them, and zeros fill the rest: a crash's leftovers.
-                    return Ok(Scan {
-                        open,
-                        last,
-                        tail: Tail::Torn {
-                            good_end,
-                            reason: "zero bytes after the closing `]`".into(),
-                        },
-                    });
-                }
                 if after != buf.len() {
+                    // The old closing bytes, then what reached the disk of
+                    // an append (or zeros where it did not).
                     let msg = "unexpected content after the closing `]`".to_owned();
-                    return Err(broken(buf, after, msg));
+                    return fail(last, last_id, after, good_end, msg);
                 }
                 return Ok(Scan {
                     open,
@@ -157,18 +157,19 @@ pub fn scan(buf: &[u8], start: Start, mut sink: impl FnMut(Parsed)) -> Result<Sc
             Some(_) if first => {}
             Some(_) => {
                 let msg = "expected `,` or `]` after a task".to_owned();
-                return fail(last, pos, good_end, msg);
+                return fail(last, last_id, pos, good_end, msg);
             }
         }
         if buf.get(pos).is_some_and(|b| *b != b'{') {
             // serde would read a record from an array too; only objects are tasks.
             let msg = "expected a task: a JSON object `{...}`".to_owned();
-            return fail(last, pos, good_end, msg);
+            return fail(last, last_id, pos, good_end, msg);
         }
         let mut stream = Deserializer::from_slice(&buf[pos..]).into_iter::<Record>();
         match stream.next() {
             Some(Ok(record)) => {
                 let end = pos + stream.byte_offset();
+                last_id = record.id;
                 sink(Parsed { record, start: pos });
                 last = Some(pos..end);
                 pos = end;
@@ -177,76 +178,74 @@ pub fn scan(buf: &[u8], start: Start, mut sink: impl FnMut(Parsed)) -> Result<Sc
             }
             None => {
                 let reason = "the file ends where a task should be".to_owned();
-                return fail(last, pos, good_end, reason);
+                return fail(last, last_id, pos, good_end, reason);
             }
             Some(Err(e)) => {
                 let at = offset_in(buf, pos, e.line(), e.column());
                 let msg = format!("not a valid task: {}", message_of(&e));
-                return fail(last, at, good_end, msg);
+                return fail(last, last_id, at, good_end, msg);
             }
         }
     }
 }
 
-/// Whether the bytes after the last good entry look like a crash's leftovers
-/// (see the module docs): no complete task after the first line, and no
-/// closing `]` at the end but one a crash can leave there.
-fn looks_torn(rest: &[u8]) -> bool {
-    let complete_task_follows = rest.split(|b| *b == b'\n').skip(1).any(|line| {
-        let line = trim(line);
-        line.first() == Some(&b'{') && serde_json::from_slice::<Record>(line).is_ok()
-    });
-    if complete_task_follows {
-        return false;
+/// Whether `rest`, the bytes after the last valid entry (whose id is
+/// `last_id`), can be what a crash left of one append (see the module
+/// docs). Every `{` in it is tried: a complete task must come after the
+/// last valid one, with a larger id than every task before it, and share
+/// the commit of the others (one `creada_en`, or Raft positions); any
+/// other well-formed object with an `id` is a person's. Fragments, zeros,
+/// garbage and closing brackets are what a crash leaves.
+fn one_commits_leftovers(rest: &[u8], last_id: u64) -> bool {
+    let mut previous_id = last_id;
+    let mut commit: Option<Commit> = None;
+    let mut at = 0;
+    while let Some(i) = rest[at..].iter().position(|b| *b == b'{') {
+        let from = at + i;
+        let mut tasks = Deserializer::from_slice(&rest[from..]).into_iter::<Record>();
+        if let Some(Ok(task)) = tasks.next() {
+            let this = Commit::of(&task);
+            let same = match (&commit, &this) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(seen), Some(this)) => seen == this,
+            };
+            if task.id <= previous_id || !same {
+                return false;
+            }
+            previous_id = task.id;
+            commit = this;
+            at = from + tasks.byte_offset();
+            continue;
+        }
+        let mut values = Deserializer::from_slice(&rest[from..]).into_iter::<serde_json::Value>();
+        if let Some(Ok(value)) = values.next() {
+            if value.get("id").is_some() {
+                return false;
+            }
+        }
+        at = from + 1;
     }
-    // Zeros and blanks at the very end are where data never arrived.
-    let end = rest
-        .iter()
-        .rposition(|b| !is_ws(*b) && *b != 0)
-        .map_or(0, |i| i + 1);
-    let rest = &rest[..end];
-    if rest.last() != Some(&b']') {
-        return true;
-    }
-    // The old closing `]` after an append that wrote only its comma...
-    // (The first entry of an array has no comma before it.)
-    let trimmed = trim_start(rest);
-    let entry = trimmed.strip_prefix(b",").map_or(trimmed, trim_start);
-    if entry == b"]" {
-        return true;
-    }
-    // ...or a `]` inside the entry the crash cut short: the entry is an
-    // unfinished JSON value (a syntax-only read of it runs out of bytes).
-    entry.first() == Some(&b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(entry).is_err_and(|e| e.is_eof())
+    true
 }
 
-fn trim_start(mut bytes: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = bytes {
-        if !is_ws(*first) {
-            break;
-        }
-        bytes = rest;
-    }
-    bytes
+/// What the tasks of one commit share.
+#[derive(Debug, PartialEq, Eq)]
+enum Commit {
+    /// A single server's commit: its moment.
+    Stamped(String),
+    /// A cluster node's apply: every task has its log position.
+    Replicated,
 }
 
-fn trim(mut line: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = line {
-        if is_ws(*first) || *first == b',' {
-            line = rest;
-        } else {
-            break;
+impl Commit {
+    fn of(task: &Record) -> Option<Commit> {
+        match (&task.raft, &task.creada_en) {
+            (Some(_), _) => Some(Commit::Replicated),
+            (None, Some(moment)) => Some(Commit::Stamped(moment.clone())),
+            (None, None) => None,
         }
     }
-    while let [rest @ .., last] = line {
-        if is_ws(*last) || *last == b',' {
-            line = rest;
-        } else {
-            break;
-        }
-    }
-    line
 }
 
 fn is_ws(b: u8) -> bool {
@@ -396,29 +395,83 @@ mod tests {
         }
     }
 
+    /// A third task, committed at another moment than T1 and T2.
+    const T3_LATER: &str = r#"{"id":3,"titulo":"c","descripcion":null,"completada":false,"cliente":null,"creada_en":"2026-01-02T00:00:00.000Z"}"#;
+
     #[test]
     fn files_no_crash_produces_are_broken_with_a_place() {
         let cases = [
             (r#"{"id":1}"#.to_owned(), 1),
-            (format!("[\n{T1},\n{{\"id\":2,\"titulo\":}},\n{T2}\n]\n"), 3),
+            // A bad entry, then tasks of two commits: a person's edit.
+            (
+                format!("[\n{T1},\n{{\"id\":2,\"titulo\":}},\n{T2},\n{T3_LATER}\n]\n"),
+                3,
+            ),
+            // A well-formed object with an id that is not a task.
             (
                 format!("[\n{T1},\n{}\n]\n", T2.replace("\"id\":2", "\"id\":\"2\"")),
                 3,
             ),
-            (format!("[\n{T1}\n]\n]"), 4),
-            (format!("[\n{T1},\n{T1} x\n]\n"), 3),
-            (format!("[\n{T1},\n[3, \"t\"]\n]\n"), 3),
-            // A closing `]` no crash leaves: after a whole bad entry, or
-            // followed by something other than zeros.
             (
                 format!("[\n{T1},\n{{\"id\":\"2\",\"titulo\":\"x\"}}\n]\n"),
                 3,
             ),
-            (format!("[\n{T1}\n]\n\0x"), 4),
+            // A task again after junk: its id is not larger.
+            (format!("[\n{T1},\n{T2} x\n{T1}\n]\n"), 3),
+            // A task written by hand (no creada_en) after junk.
+            (
+                format!("[\n{T1},\n@@\n{{\"id\":5,\"titulo\":\"a mano\"}}\n]\n"),
+                3,
+            ),
         ];
         for (text, line) in cases {
             let err = scan_all(text.as_bytes(), Start::File).unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
+        }
+    }
+
+    /// A disk that loses power may keep any of an append's sectors, in any
+    /// order, with zeros or garbage for the rest: whatever it keeps after
+    /// the last synced entry is torn, and the repair keeps every entry
+    /// before it.
+    #[test]
+    fn what_a_disk_keeps_of_an_append_in_any_order_is_torn() {
+        let before = file(&[T1]);
+        let after = file(&[T1, T2]);
+        let at = before.len() - "\n]\n".len();
+        let (old_tail, appended) = (&before[at..], &after[at..]);
+        let mid = appended.len() / 2;
+        let zeros = |n: usize| "\0".repeat(n);
+        let cases = [
+            // The old closing bytes, zeros, then the append's second half
+            // (its own closing `]` included).
+            format!(
+                "{}{old_tail}{}{}",
+                &before[..at],
+                zeros(mid - old_tail.len()),
+                &appended[mid..]
+            ),
+            // The append's first half, then garbage.
+            format!("{}{}#\u{7f}x{{", &before[..at], &appended[..mid]),
+            // Only the old closing bytes, and more of them.
+            format!("{}\n]\n]", &before[..at]),
+            format!("{}\n]\n\0x", &before[..at]),
+            // An empty array's closing `]`, zeros, then part of the first task.
+            format!("[]\n{}{}", zeros(40), &T2[20..]),
+            // A task of the append, whole, behind a lost sector; and two.
+            format!("{}{old_tail}{}\n{T2}\n]\n", &before[..at], zeros(30)),
+            format!("[]\n{}{T1},\n{T2}\n]\n", zeros(10)),
+            format!("{},\n[3, \"t\"]\n]\n", &before[..at]),
+        ];
+        for text in cases {
+            let (s, entries) = scan_all(text.as_bytes(), Start::File)
+                .unwrap_or_else(|e| panic!("{text:?} refused: {e}"));
+            let Tail::Torn { good_end, .. } = s.tail else {
+                panic!("{text:?}: {:?}", s.tail);
+            };
+            let kept = if text.starts_with("[]") { 0 } else { 1 };
+            assert_eq!(entries.len(), kept, "{text:?}");
+            assert!(good_end <= at, "{text:?}: the cut keeps only synced bytes");
         }
     }
 
@@ -435,11 +488,14 @@ mod tests {
     fn continues_after_a_known_entry() {
         let full = file(&[T1, T2]);
         let from = full.find(T1).unwrap() + T1.len();
-        let (_, entries) =
-            scan_all(&full.as_bytes()[from..], Start::AfterEntry { empty: false }).unwrap();
+        let (_, entries) = scan_all(
+            &full.as_bytes()[from..],
+            Start::AfterEntry { last: Some(1) },
+        )
+        .unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].record.id, 2);
-        let (s, entries) = scan_all(b"\n]\n", Start::AfterEntry { empty: false }).unwrap();
+        let (s, entries) = scan_all(b"\n]\n", Start::AfterEntry { last: Some(1) }).unwrap();
         assert!(entries.is_empty());
         assert_eq!(s.tail, Tail::Closed { close: 1 });
     }

@@ -283,7 +283,7 @@ impl FileState {
         }
         let mut appended = Vec::new();
         let start = Start::AfterEntry {
-            empty: read(index).is_empty(),
+            last: read(index).last_id(),
         };
         let Ok(scan) = scan::scan(rest, start, |p| appended.push(p)) else {
             // Reread whole, so the error names the right line.
