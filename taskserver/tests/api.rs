@@ -267,7 +267,8 @@ async fn unusable_data_file_is_503_and_nothing_is_acknowledged() {
     // A person breaks the file while the server runs (a task with a string
     // id): no crash produces this, so the server must neither write nor
     // guess; it answers 503.
-    let broken = b"[\n{\"id\":1,\"titulo\":\"primera\"},\n{\"id\":\"oops\",\"titulo\":\"x\"}\n]\n".to_vec();
+    let broken =
+        b"[\n{\"id\":1,\"titulo\":\"primera\"},\n{\"id\":\"oops\",\"titulo\":\"x\"}\n]\n".to_vec();
     std::fs::write(&app.path, &broken).unwrap();
     let msg = app
         .rejects(

@@ -89,6 +89,8 @@ async fn kill_9_during_load_loses_no_acknowledged_task() {
 
 const T1: &str = r#"{"id":1,"titulo":"uno","descripcion":null,"completada":false,"cliente":null,"creada_en":"2026-11-23T10:00:00.000Z"}"#;
 const T2: &str = r#"{"id":2,"titulo":"dos","descripcion":null,"completada":false,"cliente":null,"creada_en":"2026-11-23T10:00:00.000Z"}"#;
+/// Committed later than T1 and T2.
+const T3: &str = r#"{"id":3,"titulo":"tres","descripcion":null,"completada":false,"cliente":null,"creada_en":"2026-11-23T10:00:01.000Z"}"#;
 
 #[tokio::test]
 async fn a_torn_tail_is_repaired_logged_and_kept_aside() {
@@ -174,8 +176,9 @@ async fn a_closing_bracket_a_crash_can_leave_is_repaired_not_refused() {
 fn a_broken_file_is_refused_named_and_left_untouched() {
     let cases: Vec<(String, &str)> = vec![
         (r#"{"tareas": []}"#.into(), "line 1, column 1"),
+        // A bad entry followed by tasks of two commits: a person's edit.
         (
-            format!("[\n{T1},\n{{\"id\":2 \"titulo\":\"x\"}},\n{T2}\n]\n"),
+            format!("[\n{T1},\n{{\"id\":2 \"titulo\":\"x\"}},\n{T2},\n{T3}\n]\n"),
             "line 3",
         ),
         (
@@ -183,7 +186,7 @@ fn a_broken_file_is_refused_named_and_left_untouched() {
             "line 3",
         ),
         (format!("[\n{T1},\n{T1}\n]\n"), "appears twice"),
-        (format!("[\n{T1}\n]\ngarbage\n"), "line 4"),
+        (format!("[\n{T1}\n]\n[\n{T2},\n{T3}\n]\n"), "line 4"),
     ];
     for (text, place) in cases {
         let (_dir, path) = data_dir();

@@ -116,6 +116,22 @@ impl Fs for HookedFs {
     fn create_durable(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         OsFs.create_durable(path, bytes)
     }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        OsFs.rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        OsFs.remove(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+        OsFs.list(dir)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        OsFs.create_dir_all(dir)
+    }
 }
 
 struct HookedFile {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::task::Record;
+use crate::task::{RaftPosition, Record};
 
 /// Size at which the growing chunk is frozen into a shared one.
 const CHUNK: usize = 1 << 20;
@@ -46,6 +46,9 @@ pub struct Index {
     /// a fifth of the start-up time; its per-process seed keeps it
     /// unpredictable to clients.
     keys: HashMap<Box<str>, u64, foldhash::fast::RandomState>,
+    /// In cluster mode, the largest Raft position of the tasks: how far the
+    /// file has applied the log.
+    last_raft: Option<RaftPosition>,
 }
 
 /// A run of tasks ready to be sent: the JSON of each, `,\n`-separated, as
@@ -111,6 +114,14 @@ impl Index {
         if let Some(key) = &record.idempotency_key {
             self.keys.insert(key.as_str().into(), record.id);
         }
+        if record.raft > self.last_raft {
+            self.last_raft = record.raft;
+        }
+    }
+
+    /// The largest Raft position among the tasks (cluster mode).
+    pub fn last_raft(&self) -> Option<RaftPosition> {
+        self.last_raft
     }
 
     /// Adds `record` if its id is larger than every id so far; returns

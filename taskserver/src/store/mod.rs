@@ -51,6 +51,8 @@
 //! - [`index`]: the in-memory tasks, packed as JSON, that reads are served from.
 //! - [`plan`]: deciding what a group of new tasks becomes (ids, replays).
 //! - [`state`]: the file kept in step with the index: catch-up, repair, append.
+//! - [`Replica`]: the same file as a cluster node's state machine, applied
+//!   from the Raft log instead of a queue.
 
 pub mod file;
 mod index;
@@ -58,6 +60,7 @@ mod load;
 mod plan;
 #[cfg(any(test, feature = "sim"))]
 pub mod power_cut;
+mod replica;
 mod scan;
 mod state;
 
@@ -77,6 +80,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use file::{Fs, OsFs};
 use index::Index;
 pub use index::Page;
+pub use plan::Proposal;
+pub use replica::Replica;
 pub use scan::Broken;
 use state::FileState;
 
@@ -248,18 +253,7 @@ impl Store {
     /// [`Store::open`] on another file system: a test's double of the disk.
     pub fn open_on(fs: Arc<dyn Fs>, path: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let path = path.into();
-        let stats = StoreStats::default();
-        let mut file = FileState::open(fs, path.clone(), stats.clone())?;
-        let index = RwLock::new(Index::default());
-        file.begin_write(&index)?;
-        file.end_write();
-        let core = Arc::new(Core {
-            file: Mutex::new(file),
-            index,
-            failure: watch::Sender::new(None),
-            stats,
-            path: path.clone(),
-        });
+        let core = Arc::new(Core::open(fs, path.clone())?);
         let (queue, rx) = mpsc::channel(QUEUE);
         let committer = std::thread::Builder::new()
             .name("taskserver-commit".into())
@@ -355,19 +349,11 @@ impl Store {
         self.read(|index| index.len()).await
     }
 
-    /// Runs `f` on an index that includes every task acknowledged before
-    /// this call, by this process or another one sharing the file.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Index) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
-        let core = self.shared.core.clone();
-        tokio::task::spawn_blocking(move || {
-            lock(&core.file).refresh(&core.index)?;
-            Ok(f(&state::read(&core.index)))
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
+        self.shared.core.clone().read(f).await
     }
 }
 
@@ -394,14 +380,60 @@ fn lock(file: &Mutex<FileState>) -> MutexGuard<'_, FileState> {
 type Answers = Vec<Result<Inserted, KeyConflict>>;
 
 impl Core {
-    /// Commits one group: the steps of the module docs.
+    /// Runs `f` on an index that includes every task acknowledged before
+    /// this call, by this process or another one sharing the file.
+    async fn read<T: Send + 'static>(
+        self: Arc<Core>,
+        f: impl FnOnce(&Index) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        tokio::task::spawn_blocking(move || {
+            lock(&self.file).refresh(&self.index)?;
+            Ok(f(&state::read(&self.index)))
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Opens the data file on `fs` and loads it.
+    fn open(fs: Arc<dyn Fs>, path: PathBuf) -> Result<Core, StoreError> {
+        let stats = StoreStats::default();
+        let mut file = FileState::open(fs, path.clone(), stats.clone())?;
+        let index = RwLock::new(Index::default());
+        file.begin_write(&index)?;
+        file.end_write();
+        Ok(Core {
+            file: Mutex::new(file),
+            index,
+            failure: watch::Sender::new(None),
+            stats,
+            path,
+        })
+    }
+
+    /// Commits one group of a single server: every task stamped with the
+    /// moment the commit began.
     fn commit(&self, items: &[&NewEntry]) -> Result<Answers, StoreError> {
         let creada_en = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let proposals: Vec<Proposal<'_>> = items
+            .iter()
+            .map(|entry| Proposal {
+                entry,
+                creada_en: &creada_en,
+                raft: None,
+            })
+            .collect();
+        self.write(&proposals)
+    }
+
+    /// Decides, writes and applies `proposals` as one group: the steps of
+    /// the module docs. Both modes: a single server's committer, and a
+    /// cluster node applying its log ([`Replica::apply`]).
+    fn write(&self, proposals: &[Proposal<'_>]) -> Result<Answers, StoreError> {
         let mut file = lock(&self.file);
         file.begin_write(&self.index)?;
         let planned = {
             let index = state::read(&self.index);
-            plan::plan(items, &creada_en, &index).map(|plan| (plan, index.is_empty()))
+            plan::plan(proposals, &index).map(|plan| (plan, index.is_empty()))
         };
         let (plan, empty) = match planned {
             Ok(planned) => planned,

@@ -2,12 +2,13 @@
 //!
 //! A commit has three steps, with a type between each:
 //!
-//! 1. **Decide** ([`plan`]): from the tasks that came in ([`NewEntry`]), the
-//!    moment stamped on them (`creada_en`) and the tasks already stored (the
-//!    [`Index`]), make a [`Plan`]: the [`Record`]s to append, with their ids,
-//!    and what each request will be answered. Deterministic: the same
-//!    entries, moment and index give the same plan, which is what lets every
-//!    node of a cluster apply the same log to the same file.
+//! 1. **Decide** ([`plan`]): from the tasks that came in, each with what was
+//!    decided for it before (a [`Proposal`]: its moment, and in a cluster its
+//!    place in the Raft log), and the tasks already stored (the [`Index`]),
+//!    make a [`Plan`]: the [`Record`]s to append, with their ids, and what
+//!    each request will be answered. Deterministic: the same proposals and
+//!    index give the same plan, which is what lets every node of a cluster
+//!    apply the same log to the same file.
 //! 2. **Write** (`state.rs`): append the plan's records and `fdatasync`.
 //! 3. **Apply**: add them to the index and answer ([`Plan::answers`]).
 //!
@@ -26,7 +27,21 @@ use bytes::Bytes;
 
 use super::index::Index;
 use super::{Inserted, KeyConflict, NewEntry};
-use crate::task::Record;
+use crate::task::{RaftPosition, Record};
+
+/// A task with what was decided for it before it is written: the moment it
+/// is stamped with (one for a whole commit of a single server; the
+/// leader's, per task, in a cluster) and, in a cluster, where it is in the
+/// Raft log.
+#[derive(Debug, Clone, Copy)]
+pub struct Proposal<'a> {
+    /// What came in.
+    pub entry: &'a NewEntry,
+    /// Its `creada_en`.
+    pub creada_en: &'a str,
+    /// Its Raft log position, in cluster mode.
+    pub raft: Option<RaftPosition>,
+}
 
 /// What a group of entries becomes: the records to write, and an answer per
 /// entry.
@@ -55,15 +70,16 @@ enum Answer {
 #[error("the in-memory index disagrees with itself: {0}")]
 pub struct Inconsistent(pub String);
 
-/// Decides the records and answers of `entries`, stamped `creada_en`,
-/// against the tasks of `index`.
-pub fn plan(entries: &[&NewEntry], creada_en: &str, index: &Index) -> Result<Plan, Inconsistent> {
+/// Decides the records and answers of `proposals` against the tasks of
+/// `index`.
+pub fn plan(proposals: &[Proposal<'_>], index: &Index) -> Result<Plan, Inconsistent> {
     let mut next_id = index.max_id() + 1;
     let mut records: Vec<Record> = Vec::new();
-    let mut answers = Vec::with_capacity(entries.len());
+    let mut answers = Vec::with_capacity(proposals.len());
     // Keys of this group's new records: record number by key.
     let mut new_keys: HashMap<&str, usize> = HashMap::new();
-    for entry in entries {
+    for proposal in proposals {
+        let entry = proposal.entry;
         let key = entry.idempotency_key.as_deref();
         if let Some(id) = key.and_then(|k| index.id_for_key(k)) {
             answers.push(Answer::Known(stored_answer(index, id, entry)?));
@@ -85,12 +101,14 @@ pub fn plan(entries: &[&NewEntry], creada_en: &str, index: &Index) -> Result<Pla
             n: records.len(),
             created: true,
         });
-        records.push(Record::new(
+        let mut record = Record::new(
             next_id,
             &entry.task,
-            creada_en.to_owned(),
+            proposal.creada_en.to_owned(),
             key.map(str::to_owned),
-        ));
+        );
+        record.raft = proposal.raft;
+        records.push(record);
         next_id += 1;
     }
     Ok(Plan { records, answers })
@@ -154,6 +172,18 @@ mod tests {
         }
     }
 
+    /// Each entry, stamped `creada_en`, as a single server's commit does.
+    fn proposals<'a>(entries: &[&'a NewEntry], creada_en: &'a str) -> Vec<Proposal<'a>> {
+        entries
+            .iter()
+            .map(|entry| Proposal {
+                entry,
+                creada_en,
+                raft: None,
+            })
+            .collect()
+    }
+
     fn stored(index: &mut Index, plan: &Plan) -> Vec<Bytes> {
         plan.records
             .iter()
@@ -168,14 +198,14 @@ mod tests {
     fn ids_follow_the_largest_and_the_entries_order() {
         let mut index = Index::default();
         let first = [entry("a", None), entry("b", Some("k"))];
-        let p = plan(&first.iter().collect::<Vec<_>>(), "t0", &index).unwrap();
+        let p = plan(&proposals(&first.iter().collect::<Vec<_>>(), "t0"), &index).unwrap();
         let public = stored(&mut index, &p);
         assert_eq!(p.records.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2]);
         let answers = p.answers(&public);
         assert!(answers.iter().all(|a| a.as_ref().unwrap().created));
 
         let second = [entry("c", None)];
-        let p = plan(&second.iter().collect::<Vec<_>>(), "t1", &index).unwrap();
+        let p = plan(&proposals(&second.iter().collect::<Vec<_>>(), "t1"), &index).unwrap();
         assert_eq!(p.records[0].id, 3);
         assert_eq!(p.records[0].creada_en.as_deref(), Some("t1"));
     }
@@ -183,10 +213,10 @@ mod tests {
     #[test]
     fn a_stored_key_replays_or_conflicts_and_stores_nothing() {
         let mut index = Index::default();
-        let p = plan(&[&entry("a", Some("k"))], "t0", &index).unwrap();
+        let p = plan(&proposals(&[&entry("a", Some("k"))], "t0"), &index).unwrap();
         stored(&mut index, &p);
         let again = [entry("a", Some("k")), entry("other", Some("k"))];
-        let p = plan(&again.iter().collect::<Vec<_>>(), "t1", &index).unwrap();
+        let p = plan(&proposals(&again.iter().collect::<Vec<_>>(), "t1"), &index).unwrap();
         assert!(p.records.is_empty());
         let answers = p.answers(&[]);
         let replay = answers[0].as_ref().unwrap();
@@ -201,7 +231,7 @@ mod tests {
             .map(|i| entry(&format!("t{}", i % 2), Some(&format!("k{}", i / 4))))
             .collect();
         let refs: Vec<&NewEntry> = group.iter().collect();
-        let p = plan(&refs, "t0", &index).unwrap();
+        let p = plan(&proposals(&refs, "t0"), &index).unwrap();
         // Keys k0, k1, ... each come four times: t0, t1, t0, t1.
         assert_eq!(p.records.len(), 1024);
         let mut index = Index::default();
@@ -220,10 +250,10 @@ mod tests {
     #[test]
     fn an_index_that_disagrees_with_itself_is_an_error_not_a_panic() {
         let mut index = Index::default();
-        let p = plan(&[&entry("a", Some("k"))], "t0", &index).unwrap();
+        let p = plan(&proposals(&[&entry("a", Some("k"))], "t0"), &index).unwrap();
         stored(&mut index, &p);
         index.forget_task_keeping_its_key(1);
-        let err = plan(&[&entry("a", Some("k"))], "t1", &index).unwrap_err();
+        let err = plan(&proposals(&[&entry("a", Some("k"))], "t1"), &index).unwrap_err();
         assert!(err.0.contains("task 1"), "{err}");
     }
 }

@@ -225,7 +225,7 @@ impl FileState {
     /// it was deleted and is created again as `[]`), so we never write to a
     /// file no longer reachable by its name.
     fn reopen(&mut self) -> Result<(), StoreError> {
-        tracing::warn!(path = %self.path.display(), "the data file was replaced or removed; reopening it");
+        tracing::info!(path = %self.path.display(), "the data file was replaced or removed; reopening it");
         self.file = self
             .fs
             .open(&self.path)
@@ -566,6 +566,52 @@ impl FileState {
             tracing::error!(path = %self.path.display(), error = %e, "could not roll back a failed write; the file will be checked and repaired before the next operation");
             self.needs_reload = true;
         }
+    }
+
+    /// The file as it is up to its last entry, closed: what it would be if
+    /// nothing else were appended (a cluster node's snapshot). Needs the
+    /// writer's lock, so that the end is known.
+    pub fn closed_prefix(&self) -> Result<Vec<u8>, StoreError> {
+        if self.anchor == b"[" {
+            return Ok(b"[]\n".to_vec());
+        }
+        let end = self.anchor_at + self.anchor.len() as u64;
+        let mut bytes = vec![0; end as usize];
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(|e| self.io("read", e))?;
+        bytes.extend_from_slice(b"\n]\n");
+        Ok(bytes)
+    }
+
+    /// Replaces the whole file by `bytes`, atomically (a new file renamed
+    /// over it), and reloads: a cluster node installing a snapshot. Not for
+    /// a single-file bind mount, which cannot be renamed over.
+    pub fn replace_with(&mut self, bytes: &[u8], index: &RwLock<Index>) -> Result<(), StoreError> {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".installing");
+        let new = PathBuf::from(name);
+        if self
+            .fs
+            .stat(&new)
+            .map_err(|e| self.io("inspect", e))?
+            .is_some()
+        {
+            // Left by a crash in the middle of an earlier install.
+            self.fs
+                .remove(&new)
+                .map_err(|e| io_error("remove", &new, e))?;
+        }
+        self.fs
+            .create_durable(&new, bytes)
+            .map_err(|e| io_error("write", &new, e))?;
+        self.fs
+            .rename(&new, &self.path)
+            .map_err(|e| io_error("rename over the data file", &new, e))?;
+        self.reopen()?;
+        self.begin_write(index)?;
+        self.end_write();
+        Ok(())
     }
 
     fn io(&self, action: &'static str, e: io::Error) -> StoreError {

@@ -31,7 +31,7 @@ pub mod sim;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Device and inode: which file a path names.
@@ -68,6 +68,20 @@ pub trait Fs: Send + Sync + 'static {
     /// Writes `bytes` into a new file at `path` (failing if it exists),
     /// durably: its data, then its name.
     fn create_durable(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+
+    /// Renames `from` to `to` (replacing it), durably: the directory is
+    /// synced. Cluster mode only: a single-file bind mount cannot be renamed
+    /// over, so the single server never does.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Removes a file, durably.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+
+    /// The files in `dir` (none if it does not exist).
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+
+    /// Creates `dir` and its parents, if missing.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
 }
 
 /// One open data file.
@@ -137,6 +151,28 @@ impl Fs for OsFs {
         file.write_all_at(bytes, 0)?;
         file.sync_all()?;
         sync_parent(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)?;
+        sync_parent(to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)?;
+        sync_parent(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
     }
 }
 

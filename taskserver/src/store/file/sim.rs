@@ -332,6 +332,46 @@ impl Fs for SimFs {
         );
         Ok(())
     }
+
+    // Names change at once and durably (the real code syncs the directory):
+    // a cut keeps or loses only the data of files.
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut disk = self.disk.lock();
+        disk.operation(self.generation)?;
+        let file = disk
+            .files
+            .remove(from)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        disk.files.insert(to.to_owned(), file);
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut disk = self.disk.lock();
+        disk.operation(self.generation)?;
+        disk.files
+            .remove(path)
+            .map(drop)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let disk = self.disk.lock();
+        if disk.generation != self.generation {
+            return Err(dead());
+        }
+        Ok(disk
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect())
+    }
+
+    fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An open file of a [`SimFs`].
