@@ -220,13 +220,22 @@ fn one_commits_leftovers(rest: &[u8], last_id: u64) -> bool {
         }
         let mut values = Deserializer::from_slice(&rest[from..]).into_iter::<serde_json::Value>();
         if let Some(Ok(value)) = values.next() {
-            if value.get("id").is_some() {
+            if value.get("id").is_some() && !ours_cut_short(&value) {
                 return false;
             }
         }
         at = from + 1;
     }
     true
+}
+
+/// Whether a well-formed object that is not a task can still be one of
+/// our entries cut short, closed by a stray `}` of garbage: we write `id`
+/// first and `titulo` second, so only `{"id":N}` can be.
+fn ours_cut_short(value: &serde_json::Value) -> bool {
+    value
+        .as_object()
+        .is_some_and(|fields| fields.len() == 1 && fields.get("id").is_some_and(|id| id.is_u64()))
 }
 
 /// What the tasks of one commit share.
@@ -418,6 +427,11 @@ mod tests {
             ),
             // A task again after junk: its id is not larger.
             (format!("[\n{T1},\n{T2} x\n{T1}\n]\n"), 3),
+            // Not one of ours cut short: a second field, or an id we never write.
+            (
+                format!("[\n{T1},\n{{\"id\":2,\"completada\":true}}\n]\n"),
+                3,
+            ),
             // A task written by hand (no creada_en) after junk.
             (
                 format!("[\n{T1},\n@@\n{{\"id\":5,\"titulo\":\"a mano\"}}\n]\n"),
@@ -462,6 +476,8 @@ mod tests {
             format!("{}{old_tail}{}\n{T2}\n]\n", &before[..at], zeros(30)),
             format!("[]\n{}{T1},\n{T2}\n]\n", zeros(10)),
             format!("{},\n[3, \"t\"]\n]\n", &before[..at]),
+            // Cut after the new entry's id, then a stray `}` of garbage.
+            format!("{},\n{{\"id\":2}}\u{6}x", &before[..at]),
         ];
         for text in cases {
             let (s, entries) = scan_all(text.as_bytes(), Start::File)
