@@ -26,6 +26,7 @@
 //! ```
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod healthcheck;

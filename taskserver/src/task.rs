@@ -34,8 +34,9 @@ pub struct NewTask {
     pub cliente: Option<String>,
 }
 
-/// A [`NewTask`] that passed validation: what the store accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A [`NewTask`] that passed validation: what the store accepts (and, in
+/// cluster mode, what a Raft log entry carries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidTask {
     /// Trimmed, 1 to [`MAX_TITULO`] characters.
     pub titulo: String,

@@ -267,7 +267,7 @@ async fn create(State(fake): State<Fake>, headers: HeaderMap, Json(body): Json<V
             _ => {
                 let store_now = match fake.fault {
                     Fault::Random500 { after_storing, .. } => !fail || after_storing,
-                    Fault::Forget { every } => (log.keys.len() as u64 + 1) % every != 0,
+                    Fault::Forget { every } => !(log.keys.len() as u64 + 1).is_multiple_of(every),
                     _ => true,
                 };
                 if !store_now {

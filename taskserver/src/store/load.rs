@@ -156,7 +156,7 @@ mod tests {
             id,
             titulo: titulo.into(),
             descripcion: Some("línea 1\nlínea 2, \"citada\"".into()),
-            completada: id % 2 == 0,
+            completada: id.is_multiple_of(2),
             cliente: Some("client1".into()),
             creada_en: Some("2026-11-23T10:00:00.000Z".into()),
             idempotency_key: Some(format!("run-{id}")),

@@ -93,7 +93,7 @@ const MAX_BATCH: usize = 4096;
 const QUEUE: usize = 8192;
 
 /// A task to store, with the client's idempotency key if it sent one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewEntry {
     /// The validated task.
     pub task: ValidTask,

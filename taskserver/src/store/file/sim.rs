@@ -218,7 +218,7 @@ fn survivor(file: &SimFile, cut: &Cut) -> Vec<u8> {
                     }
                 }
             }
-            let len = if rng.next() % 2 == 0 {
+            let len = if rng.next().is_multiple_of(2) {
                 file.durable.len()
             } else {
                 file.current.len()

@@ -1,0 +1,287 @@
+//! The node's state machine: its own data file, a [`Replica`], fed by the
+//! Raft log in order.
+//!
+//! # What is durable, and where
+//!
+//! - The tasks, each with its log position: in the data file, synced by
+//!   every apply ([`Replica::apply`]). What apply does is deterministic
+//!   (ids in log order, `Idempotency-Key` replays, the leader's
+//!   `creada_en`), so every node's file is byte-identical once it applied
+//!   the same log.
+//! - The membership: `membership.json` in the Raft directory, replaced when
+//!   a membership entry is applied.
+//! - The last snapshot: `snapshot.json` (its log id and membership) and
+//!   `snapshot.data` (the data file's bytes at that point), which a node far
+//!   behind, new, or wiped, is sent.
+//!
+//! After a restart the state machine has applied up to the largest of the
+//! file's last task, the membership entry and the snapshot. openraft applies
+//! the entries after that again: those that store no task (a new leader's
+//! first entry) change nothing, and a task the file holds already is skipped
+//! by its position, so nothing is applied twice.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::{Stream, TryStreamExt};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::log::{load_json, write_json};
+use super::types::{
+    log_id, position, Applied, Entry, LogId, Snapshot, SnapshotData, SnapshotMeta,
+    StoredMembership, TypeConfig,
+};
+use crate::store::file::Fs;
+use crate::store::{Proposal, Replica};
+
+/// openraft's handle to the state machine; its snapshot builder too.
+#[derive(Clone)]
+pub struct StateMachine {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    replica: Replica,
+    fs: Arc<dyn Fs>,
+    /// The Raft directory.
+    dir: PathBuf,
+    /// The last entry applied (or known applied, after a restart).
+    applied: Option<LogId>,
+    /// The last membership applied.
+    membership: StoredMembership,
+}
+
+/// `snapshot.json`: what the stored snapshot is of.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+}
+
+impl StateMachine {
+    /// The state machine of `replica`, whose Raft directory is `dir`.
+    /// Blocking (it reads a few small files).
+    pub fn open(fs: Arc<dyn Fs>, dir: PathBuf, replica: Replica) -> io::Result<StateMachine> {
+        let membership: Option<StoredMembership> = load_json(&*fs, &dir.join("membership.json"))?;
+        let snapshot: Option<StoredSnapshot> = load_json(&*fs, &dir.join("snapshot.json"))?;
+        let from_file = replica.applied().map(log_id);
+        let mut applied = from_file;
+        let mut membership = membership.unwrap_or_default();
+        if let Some(s) = &snapshot {
+            applied = applied.max(s.meta.last_log_id);
+            if s.meta.last_membership.log_id() > membership.log_id() {
+                membership = s.meta.last_membership.clone();
+            }
+        }
+        applied = applied.max(*membership.log_id());
+        Ok(StateMachine {
+            inner: Arc::new(Mutex::new(Inner {
+                replica,
+                fs,
+                dir,
+                applied,
+                membership,
+            })),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let inner = self.inner.lock().await;
+        Ok((inner.applied, inner.membership.clone()))
+    }
+
+    async fn apply<S>(&mut self, mut stream: S) -> Result<(), io::Error>
+    where
+        S: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut entries = Vec::new();
+        let mut responders = Vec::new();
+        while let Some((entry, responder)) = stream.try_next().await? {
+            entries.push(entry);
+            responders.push(responder);
+        }
+        let Some(last) = entries.last().map(|e| e.log_id()) else {
+            return Ok(());
+        };
+        let mut inner = self.inner.lock().await;
+        let replica = inner.replica.clone();
+        // The tasks of the batch, in one write and one fdatasync.
+        let (entries, answers) = tokio::task::spawn_blocking(move || {
+            let answers = apply_tasks(&replica, &entries);
+            (entries, answers)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let mut answers = answers?.into_iter();
+        let mut replies = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            replies.push(match &entry.payload {
+                EntryPayload::Normal(_) => answers.next().unwrap_or(Applied::Nothing),
+                EntryPayload::Membership(m) => {
+                    inner.membership = StoredMembership::new(Some(entry.log_id()), m.clone());
+                    Applied::Nothing
+                }
+                EntryPayload::Blank => Applied::Nothing,
+            });
+        }
+        if entries
+            .iter()
+            .any(|e| matches!(e.payload, EntryPayload::Membership(_)))
+        {
+            let (fs, path, membership) = (
+                inner.fs.clone(),
+                inner.dir.join("membership.json"),
+                inner.membership.clone(),
+            );
+            tokio::task::spawn_blocking(move || write_json(&*fs, &path, &membership))
+                .await
+                .map_err(io::Error::other)??;
+        }
+        inner.applied = Some(last);
+        drop(inner);
+        for (responder, reply) in responders.into_iter().zip(replies) {
+            if let Some(responder) = responder {
+                responder.send(reply);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
+        let mut inner = self.inner.lock().await;
+        let (replica, fs, dir, meta_owned) = (
+            inner.replica.clone(),
+            inner.fs.clone(),
+            inner.dir.clone(),
+            meta.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            store_snapshot(&*fs, &dir, &meta_owned, &snapshot)?;
+            replica.install(&snapshot).map_err(io::Error::other)?;
+            write_json(
+                &*fs,
+                &dir.join("membership.json"),
+                &meta_owned.last_membership,
+            )
+        })
+        .await
+        .map_err(io::Error::other)??;
+        inner.applied = meta.last_log_id;
+        inner.membership = meta.last_membership.clone();
+        tracing::info!(last = ?meta.last_log_id, "installed a snapshot from the leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let inner = self.inner.lock().await;
+        let (fs, dir) = (inner.fs.clone(), inner.dir.clone());
+        drop(inner);
+        tokio::task::spawn_blocking(move || -> io::Result<Option<Snapshot>> {
+            let Some(stored) = load_json::<StoredSnapshot>(&*fs, &dir.join("snapshot.json"))?
+            else {
+                return Ok(None);
+            };
+            let path = dir.join("snapshot.data");
+            let len = fs.stat(&path)?.map_or(0, |s| s.len);
+            let mut data = vec![0; len as usize];
+            fs.open(&path)?.read_exact_at(&mut data, 0)?;
+            Ok(Some(Snapshot {
+                meta: stored.meta,
+                snapshot: data,
+            }))
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        // Under the lock, so that no apply runs between the bytes and the
+        // log id they are the state of.
+        let inner = self.inner.lock().await;
+        let meta = SnapshotMeta {
+            last_log_id: inner.applied,
+            last_membership: inner.membership.clone(),
+        };
+        let (replica, fs, dir, meta_owned) = (
+            inner.replica.clone(),
+            inner.fs.clone(),
+            inner.dir.clone(),
+            meta.clone(),
+        );
+        let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let data = replica.snapshot().map_err(io::Error::other)?;
+            store_snapshot(&*fs, &dir, &meta_owned, &data)?;
+            Ok(data)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        tracing::info!(last = ?meta.last_log_id, bytes = data.len(), "built a snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
+    }
+}
+
+/// Stores the tasks of consecutive entries (the others store nothing).
+fn apply_tasks(replica: &Replica, entries: &[Entry]) -> io::Result<Vec<Applied>> {
+    let proposals: Vec<Proposal<'_>> = entries
+        .iter()
+        .filter_map(|entry| match &entry.payload {
+            EntryPayload::Normal(proposed) => Some(Proposal {
+                entry: &proposed.entry,
+                creada_en: &proposed.creada_en,
+                raft: Some(position(&entry.log_id())),
+            }),
+            _ => None,
+        })
+        .collect();
+    if proposals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let answers = replica.apply(&proposals).map_err(io::Error::other)?;
+    Ok(answers.into_iter().map(Applied::from_result).collect())
+}
+
+/// Keeps a snapshot in the Raft directory: its data, then its meta, each
+/// written whole and renamed in.
+fn store_snapshot(
+    fs: &dyn Fs,
+    dir: &std::path::Path,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> io::Result<()> {
+    let path = dir.join("snapshot.data");
+    let new = dir.join("snapshot.data.new");
+    if fs.stat(&new)?.is_some() {
+        fs.remove(&new)?;
+    }
+    fs.create_durable(&new, data)?;
+    fs.rename(&new, &path)?;
+    write_json(
+        fs,
+        &dir.join("snapshot.json"),
+        &StoredSnapshot { meta: meta.clone() },
+    )
+}

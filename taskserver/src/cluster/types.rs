@@ -1,0 +1,119 @@
+//! What the Raft log carries and answers, and openraft's type configuration.
+//!
+//! Every openraft type the rest of the server needs is named here once.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Inserted, KeyConflict, NewEntry};
+use crate::task::RaftPosition;
+
+/// One task as the leader proposes it: what the client sent, and the moment
+/// the leader stamped it with. Everything that could differ between nodes
+/// (the clock) is decided here, before the entry enters the log, so that
+/// applying it is the same on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposed {
+    /// The validated task and its `Idempotency-Key`.
+    pub entry: NewEntry,
+    /// Its `creada_en`, as the leader's clock read it.
+    pub creada_en: String,
+}
+
+impl fmt::Display for Proposed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {:?}", self.entry.task.titulo)?;
+        if let Some(key) = &self.entry.idempotency_key {
+            write!(f, " (key {key})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What applying an entry answered, sent back to the node that proposed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// The task is stored under `id` (`created` false for a replay of its
+    /// key); `json` is its public JSON.
+    Stored {
+        id: u64,
+        json: String,
+        created: bool,
+    },
+    /// The key was used before for task `id`, with another body.
+    KeyConflict { id: u64 },
+    /// An entry that stores no task (a leader's first, a membership change),
+    /// or one the file had applied before a restart.
+    Nothing,
+}
+
+impl Applied {
+    /// The answer as the store gives it.
+    pub fn into_result(self) -> Option<Result<Inserted, KeyConflict>> {
+        match self {
+            Applied::Stored { id, json, created } => Some(Ok(Inserted {
+                id,
+                json: json.into(),
+                created,
+            })),
+            Applied::KeyConflict { id } => Some(Err(KeyConflict { id })),
+            Applied::Nothing => None,
+        }
+    }
+
+    /// What the store answered, as the log carries it.
+    pub fn from_result(answer: Option<Result<Inserted, KeyConflict>>) -> Applied {
+        match answer {
+            Some(Ok(inserted)) => Applied::Stored {
+                id: inserted.id,
+                json: String::from_utf8_lossy(&inserted.json).into_owned(),
+                created: inserted.created,
+            },
+            Some(Err(conflict)) => Applied::KeyConflict { id: conflict.id },
+            None => Applied::Nothing,
+        }
+    }
+}
+
+/// A cluster member: where the other nodes and clients reach its HTTP port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// `host:port`.
+    pub addr: String,
+}
+
+openraft::declare_raft_types!(
+    /// The cluster's Raft: one task per log entry, standard Raft's one
+    /// leader per term.
+    pub TypeConfig:
+        D = Proposed,
+        R = Applied,
+        NodeId = u64,
+        Node = Member,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+);
+
+/// The Raft node of this server.
+pub type Raft = openraft::Raft<TypeConfig, super::state_machine::StateMachine>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot is the data file's bytes up to its last task, closed.
+pub type SnapshotData = Vec<u8>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// A log id as the data file writes it.
+pub fn position(log_id: &LogId) -> RaftPosition {
+    RaftPosition {
+        term: log_id.committed_leader_id().term,
+        index: log_id.index(),
+    }
+}
+
+/// The log id of a position of the data file.
+pub fn log_id(position: RaftPosition) -> LogId {
+    openraft::LogId::new_term_index(position.term, position.index)
+}
