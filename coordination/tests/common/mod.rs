@@ -433,3 +433,190 @@ pub async fn session(servers: &str) -> coordination::Session {
         .await
         .expect("a session with the test ensemble")
 }
+
+/// A network namespace of this test's own, joined to the host by a veth
+/// pair: a host on the other side of a network link that the test can cut
+/// (iptables inside the namespace), without touching the host's own rules.
+pub struct NetNs {
+    pub name: String,
+    /// The host's end of the link: where servers for the namespace listen.
+    pub host_address: String,
+    host_link: String,
+}
+
+impl NetNs {
+    /// Needs root (CI runs as root); fails loudly otherwise.
+    pub fn create() -> NetNs {
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the partition test makes a network namespace and iptables rules, which needs root: run it as root (CI does)"
+        );
+        let n = std::process::id() % 200 + 20;
+        let name = format!("zkt-{}", std::process::id());
+        let host_link = format!("zkt{n}h");
+        let ns_link = format!("zkt{n}n");
+        let host_address = format!("10.231.{n}.1");
+        // A stale namespace of an earlier run with the same pid.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &host_link])
+            .stderr(Stdio::null())
+            .status();
+        for args in [
+            vec!["netns", "add", &name],
+            vec![
+                "link", "add", &host_link, "type", "veth", "peer", "name", &ns_link,
+            ],
+            vec!["link", "set", &ns_link, "netns", &name],
+            vec![
+                "addr",
+                "add",
+                &format!("{host_address}/30"),
+                "dev",
+                &host_link,
+            ],
+            vec!["link", "set", &host_link, "up"],
+            vec![
+                "netns",
+                "exec",
+                &name,
+                "ip",
+                "addr",
+                "add",
+                &format!("10.231.{n}.2/30"),
+                "dev",
+                &ns_link,
+            ],
+            vec!["netns", "exec", &name, "ip", "link", "set", &ns_link, "up"],
+            vec!["netns", "exec", &name, "ip", "link", "set", "lo", "up"],
+        ] {
+            run("ip", &args);
+        }
+        NetNs {
+            name,
+            host_address,
+            host_link,
+        }
+    }
+
+    /// `command` run inside the namespace (`ip netns exec` execs it, so the
+    /// pid is the command's own).
+    pub fn wrap(&self, command: &Command) -> Command {
+        let mut wrapped = Command::new("ip");
+        wrapped
+            .args(["netns", "exec", &self.name])
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => wrapped.env(key, value),
+                None => wrapped.env_remove(key),
+            };
+        }
+        wrapped
+    }
+
+    /// Drops every packet between the namespace and the host, both ways:
+    /// connections hang as they do when a network cable is cut.
+    pub fn cut(&self) {
+        for chain in [["-A", "OUTPUT", "-d"], ["-A", "INPUT", "-s"]] {
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &self.name,
+                    "iptables",
+                    chain[0],
+                    chain[1],
+                    chain[2],
+                    &self.host_address,
+                    "-j",
+                    "DROP",
+                ],
+            );
+        }
+    }
+
+    pub fn heal(&self) {
+        run("ip", &["netns", "exec", &self.name, "iptables", "-F"]);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .expect("run ip/iptables");
+    assert!(status.success(), "{program} {} failed", args.join(" "));
+}
+
+/// A leader's time in office, from a contender's `leader`/`follower` lines.
+#[derive(Clone, Debug)]
+pub struct Term {
+    pub id: String,
+    pub from: Instant,
+    /// `None`: still leading when the test looked.
+    pub until: Option<Instant>,
+}
+
+/// The terms in a contender's lines; `ended` closes an open one (the moment
+/// the process was killed, say).
+pub fn terms(id: &str, process: &Process, ended: Option<Instant>) -> Vec<Term> {
+    let mut terms: Vec<Term> = Vec::new();
+    for (at, line) in process.lines.lock().unwrap().iter() {
+        if *line == format!("leader {id}") {
+            terms.push(Term {
+                id: id.to_owned(),
+                from: *at,
+                until: None,
+            });
+        } else if *line == format!("follower {id}") {
+            let last = terms.last_mut().expect("follower before any leader line");
+            assert!(
+                last.until.is_none(),
+                "two follower lines in a row from {id}"
+            );
+            last.until = Some(*at);
+        } else {
+            panic!("unexpected line from {id}: {line:?}");
+        }
+    }
+    if let (Some(last), Some(ended)) = (terms.last_mut(), ended) {
+        last.until.get_or_insert(ended);
+    }
+    terms
+}
+
+/// No two terms overlap.
+pub fn assert_one_leader_at_a_time(mut all: Vec<Term>) {
+    all.sort_by_key(|t| t.from);
+    for pair in all.windows(2) {
+        let until = pair[0]
+            .until
+            .unwrap_or_else(|| panic!("{} still leads while {} leads", pair[0].id, pair[1].id));
+        assert!(
+            until <= pair[1].from,
+            "{} led until {:?} after {} was elected",
+            pair[0].id,
+            until - pair[1].from,
+            pair[1].id
+        );
+    }
+}
