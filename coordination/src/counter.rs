@@ -20,7 +20,7 @@ use zookeeper_client as zk;
 use crate::error::{Error, Result};
 use crate::mutex::Mutex;
 use crate::name::{Kind, Name};
-use crate::session::{retry, Session};
+use crate::session::{connection_lost, retry, Session};
 
 /// The counter's value.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,13 +112,14 @@ impl Worker {
                         ),
                     })
                 }
-                Err(e @ (zk::Error::ConnectionLoss | zk::Error::SessionExpired)) => {
-                    self.in_doubt = true;
-                    if e == zk::Error::SessionExpired {
-                        return Err(Error::zk("write", &path, e));
-                    }
+                Err(e) if connection_lost(&e) => {
                     // Still our session: the next round settles the doubt
                     // under the lock (released below).
+                    self.in_doubt = true;
+                }
+                Err(e @ zk::Error::SessionExpired) => {
+                    self.in_doubt = true;
+                    return Err(Error::zk("write", &path, e));
                 }
                 Err(e) => return Err(Error::zk("write", &path, e)),
             }

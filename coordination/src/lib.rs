@@ -40,8 +40,8 @@
 //! - **No herd**: every waiter watches only its predecessor, so a release
 //!   wakes exactly one waiter ([`MutexGuard::wakeups`] counts them).
 //! - **A holder learns it lost the lock** ([`MutexGuard::lost`]) when its
-//!   session expired, or when no server answered for a fifth of the session
-//!   timeout; the second comes before the ensemble can expire the session and
+//!   session expired, or when no server answered for 0.4 session timeouts
+//!   after the connection broke; the second comes before the ensemble can expire the session and
 //!   give the lock away, unless this process was paused (then it learns when
 //!   it runs again).
 //! - **Fencing**: the token is the zxid of the holder's node, larger for

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use zookeeper_client as zk;
 
 use crate::error::{Error, Result};
-use crate::session::{retry, Session};
+use crate::session::{connection_lost, retry, Session};
 
 /// A place in the line: the node this contender made.
 #[derive(Clone, Debug)]
@@ -77,7 +77,7 @@ pub async fn enqueue(session: &Session, dir: &str, label: &str, data: &[u8]) -> 
             // The folder is made on first use (and never deleted: its child
             // counter is where the sequence numbers come from).
             Err(zk::Error::NoNode) => session.ensure_path(dir).await?,
-            Err(zk::Error::ConnectionLoss) => {
+            Err(e) if connection_lost(&e) => {
                 if let Some(ticket) = find(session, dir, &guid).await? {
                     return Ok(ticket);
                 }

@@ -11,12 +11,14 @@
 //!   (zookeeper-client expires the session itself 1.4 session timeouts after
 //!   the last answer): certainly lost.
 //! - **suspended**: the connection broke and no server answered within the
-//!   grace period (a fifth of the session timeout). The client notices a
-//!   silent connection after 0.4 timeouts, so this fires about 0.6 timeouts
-//!   after the last answer, while the ensemble cannot expire the session
-//!   before a full timeout since it last heard from us. A connection that
-//!   breaks and comes back at once (a ZooKeeper server killed, the client
-//!   moving to the next one) changes nothing.
+//!   grace period, 0.4 session timeouts. The client notices a silent
+//!   connection after a quarter of the timeout (it asks for that connection
+//!   timeout), so this fires at most about 0.7 timeouts after the last
+//!   answer, while the ensemble cannot expire the session before a full
+//!   timeout since it last heard from us. A connection that breaks and comes
+//!   back within the grace period changes nothing: a ZooKeeper server
+//!   killed, the client moving to the next one, the ensemble electing a new
+//!   ZooKeeper leader.
 //!
 //! That margin holds while both sides' clocks run at the same rate and this
 //! process is not paused; a paused process (SIGSTOP, a long GC, a VM
@@ -68,6 +70,7 @@ impl Session {
             // this loop (not the client) decides how long to keep trying.
             let attempt = zk::Client::connector()
                 .with_session_timeout(session_timeout)
+                .with_connection_timeout(session_timeout / 4)
                 .with_fail_eagerly()
                 .connect(servers);
             match tokio::time::timeout_at(deadline, attempt).await {
@@ -81,13 +84,13 @@ impl Session {
                 Ok(Err(err)) => tracing::debug!("no session from {servers} yet: {err}"),
                 Err(_elapsed) => {}
             }
-            if Instant::now() + RETRY_PAUSE >= deadline {
+            if Instant::now() >= deadline {
                 return Err(Error::NoQuorum {
                     waited: started.elapsed(),
                     tried: probe_all(&endpoints).await,
                 });
             }
-            tokio::time::sleep(RETRY_PAUSE).await;
+            tokio::time::sleep_until(deadline.min(Instant::now() + RETRY_PAUSE)).await;
         }
     }
 
@@ -105,9 +108,9 @@ impl Session {
     }
 
     /// How long a broken connection may stay broken before [`Session::lost`]
-    /// gives up on it: a fifth of the session timeout (see the module docs).
+    /// gives up on it: 0.4 session timeouts (see the module docs).
     pub fn grace(&self) -> Duration {
-        self.timeout() / 5
+        self.timeout() * 2 / 5
     }
 
     pub fn id(&self) -> i64 {
@@ -186,10 +189,21 @@ where
 {
     loop {
         match op().await {
-            Err(zk::Error::ConnectionLoss) => continue,
+            Err(e) if connection_lost(&e) => continue,
             other => return other,
         }
     }
+}
+
+/// True for the errors of a request that was in flight when the connection
+/// broke: it may or may not have been applied. zookeeper-client reports
+/// them as ConnectionLoss, or as the I/O error or timeout that broke the
+/// connection (`Custom`).
+pub(crate) fn connection_lost(e: &zk::Error) -> bool {
+    matches!(
+        e,
+        zk::Error::ConnectionLoss | zk::Error::Custom(_) | zk::Error::Timeout
+    )
 }
 
 /// Splits `HOST:PORT,...` and checks every part, so that a typo is a usage

@@ -48,9 +48,9 @@ pub async fn run(cli: &Cli, name: &Name, command: &[OsString]) -> Result<u8> {
         }
         Ended::LockLost(loss) => {
             // Stop CMD before anybody else can hold the lock: SIGTERM, and
-            // SIGKILL if it is still there after the grace period.
-            let grace = guard.session().grace();
-            terminate(&mut child, grace).await;
+            // SIGKILL if it is still there a tenth of a session timeout later
+            // (see session.rs for why that is still in time).
+            terminate(&mut child, guard.session().timeout() / 10).await;
             drop(guard);
             Err(Error::Lost {
                 what: format!("lost the lock {name} while the command ran, so it was stopped"),

@@ -298,15 +298,29 @@ impl Drop for Ensemble {
 
 /// The `coordination` binary, with `--zookeeper` set.
 pub fn coordination(servers: &str) -> Command {
+    coordination_with(servers, SESSION_TIMEOUT)
+}
+
+/// The same with another session timeout.
+pub fn coordination_with(servers: &str, session_timeout: Duration) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_coordination"));
     command
         .env("ZOOKEEPER", servers)
         .env(
             "ZOOKEEPER_SESSION_TIMEOUT",
-            SESSION_TIMEOUT.as_secs_f64().to_string(),
+            session_timeout.as_secs_f64().to_string(),
         )
         .env("RUST_LOG", "warn,coordination=debug");
     command
+}
+
+/// The error line of a `coordination` run's stderr (the rest is its log).
+pub fn error_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("coordination:"))
+        .unwrap_or("(no `coordination:` line)")
 }
 
 /// A running `coordination` process whose stdout lines are collected, each
@@ -428,8 +442,12 @@ impl Drop for Process {
 
 /// A new session on `servers`, with the tests' session timeout.
 pub async fn session(servers: &str) -> coordination::Session {
+    session_with(servers, SESSION_TIMEOUT).await
+}
+
+pub async fn session_with(servers: &str, session_timeout: Duration) -> coordination::Session {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    coordination::Session::connect(servers, SESSION_TIMEOUT, deadline)
+    coordination::Session::connect(servers, session_timeout, deadline)
         .await
         .expect("a session with the test ensemble")
 }
