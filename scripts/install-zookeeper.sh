@@ -9,7 +9,8 @@
 #   zkCli.sh under /usr/share/zookeeper/bin. The tests do not use its init
 #   script or /etc/zookeeper: they start their own servers with their own
 #   configuration on free loopback ports (coordination/tests/common).
-# - default-jre-headless: the Java runtime ZooKeeper runs on.
+# - default-jre-headless: the Java runtime ZooKeeper runs on (the zookeeper
+#   package itself also pulls in Debian's default-jre).
 # - iptables, iproute2: the partition test cuts a contender off inside a
 #   network namespace of its own.
 #

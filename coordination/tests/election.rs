@@ -58,16 +58,19 @@ impl Admin {
     }
 }
 
+/// Who the ensemble named as leader, and from when.
+type Sightings = Arc<Mutex<Vec<(Instant, Option<String>)>>>;
+
 /// Asks the ensemble who leads (after a sync) every 25 ms, on a session of
 /// its own, and keeps every change it saw.
 struct Observer {
-    seen: Arc<Mutex<Vec<(Instant, Option<String>)>>>,
+    seen: Sightings,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Observer {
     fn start(runtime: &tokio::runtime::Runtime, servers: &str) -> Observer {
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen: Sightings = Default::default();
         let (servers, sink) = (servers.to_owned(), seen.clone());
         let task = runtime.spawn(async move {
             let session = session(&servers).await;

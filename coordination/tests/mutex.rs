@@ -110,21 +110,19 @@ fn a_release_wakes_exactly_one_waiter() {
         let children_before = ensemble.mntr_sum("zk_sum_node_children_watch_count");
 
         first.release().await.unwrap();
-        let mut released = 1;
         for (w, waiter) in waiters.into_iter().enumerate() {
             let (who, guard) = waiter.await.unwrap();
             assert_eq!(who, w, "the lock must go in line order");
             assert_eq!(guard.wakeups(), 1, "waiter {w} must wake exactly once (its predecessor's release)");
             let fired = ensemble.mntr_sum("zk_sum_node_deleted_watch_count") - deleted_before;
-            assert_eq!(fired, released as f64, "after {released} releases the ensemble fired {fired} deletion watches");
+            assert_eq!(fired, (w + 1) as f64, "after {} releases the ensemble fired {fired} deletion watches", w + 1);
             assert_eq!(
                 ensemble.mntr_sum("zk_watch_count"),
                 watches_before + (WAITERS - w - 1) as f64,
                 "the waiters still in line keep their one watch each"
             );
             guard.release().await.unwrap();
-            released += 1;
-        }
+                    }
         assert_eq!(ensemble.mntr_sum("zk_sum_node_children_watch_count"), children_before, "nobody watches the lock's children");
         checked(format!("each of {WAITERS} releases woke exactly the next waiter: 1 wake-up each, {WAITERS} deletion watches fired in all, no child watch"));
     });
