@@ -11,6 +11,10 @@
 //! write whose answer was lost (the connection broke, the session expired):
 //! it may or may not have been applied. The worker's own count in the node
 //! settles it, read again under the lock: only this worker ever changes it.
+//!
+//! A worker started again under the same ID (the demo run a second time)
+//! carries on from the count the node holds for it: the first read sets its
+//! base, and from then on the node must hold exactly base + its additions.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +38,9 @@ pub struct Tally {
 pub struct Worker {
     name: Name,
     id: String,
-    /// Additions this worker knows were applied.
+    /// The node's count for this worker at its first read; `None` before.
+    base: Option<u64>,
+    /// Additions this worker knows were applied (on top of `base`).
     done: u64,
     /// The last write's answer was lost: it may have been applied.
     in_doubt: bool,
@@ -45,36 +51,39 @@ impl Worker {
         Worker {
             name: name.clone(),
             id: id.to_owned(),
+            base: None,
             done: 0,
             in_doubt: false,
         }
     }
 
-    /// Additions known to be applied so far.
+    /// Additions of this worker known to be applied so far.
     pub fn done(&self) -> u64 {
         self.done
     }
 
-    /// Adds 1, `target - done` times, on `session`. On an error whose
-    /// [`Error::is_session_gone`] holds, call again with a new session: the
-    /// worker carries on where it was.
+    /// Adds 1 until this worker has made `target` additions, on `session`.
+    /// On an error whose [`Error::is_session_gone`] holds, call again with a
+    /// new session: the worker carries on where it was.
     pub async fn run(&mut self, session: &Session, target: u64) -> Result<()> {
         let mutex = Mutex::new(session, &self.name);
         let path = self.name.path(Kind::Counter);
         while self.done < target {
             let guard = mutex.acquire(None).await?;
             let (mut tally, version) = read(session, &path).await?;
-            let mine = tally.by.get(&self.id).copied().unwrap_or(0);
+            let recorded = tally.by.get(&self.id).copied().unwrap_or(0);
+            let base = *self.base.get_or_insert(recorded);
+            let mine = recorded - base.min(recorded);
             if self.in_doubt && mine == self.done + 1 {
                 // The write in doubt was applied.
                 self.done += 1;
             }
             self.in_doubt = false;
-            if mine != self.done {
+            if recorded != base + self.done {
                 return Err(Error::Violation {
                     path,
                     detail: format!(
-                        "the counter says worker {} added {mine}, but it added {}",
+                        "the counter says worker {} is at {recorded}, but it started at {base} and added {}",
                         self.id, self.done
                     ),
                 });
@@ -84,7 +93,7 @@ impl Worker {
                 break;
             }
             tally.total += 1;
-            tally.by.insert(self.id.clone(), mine + 1);
+            tally.by.insert(self.id.clone(), recorded + 1);
             let data = serde_json::to_vec(&tally).expect("a tally serialises");
             let written = match version {
                 Some(version) => session
