@@ -100,11 +100,11 @@ def four_letter(port, word):
         return ""
 
 
-def start_zookeeper(cluster, tick_ms):
+def start_zookeeper(cluster, tick_ms, prefix="zk"):
     ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
     peers = "".join(f"server.{i + 1}=127.0.0.1:{q}:{e}\n" for i, (_, q, e) in enumerate(ports))
     for i, (client, _, _) in enumerate(ports):
-        d = os.path.join(cluster.root, f"zk{i + 1}")
+        d = os.path.join(cluster.root, f"{prefix}{i + 1}")
         os.makedirs(os.path.join(d, "data"))
         with open(os.path.join(d, "data", "myid"), "w") as f:
             f.write(f"{i + 1}\n")
@@ -114,7 +114,7 @@ def start_zookeeper(cluster, tick_ms):
                 f"clientPort={client}\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n"
                 "admin.enableServer=false\n4lw.commands.whitelist=*\nstandaloneEnabled=false\n" + peers
             )
-        cluster.spawn(f"zk{i + 1}", ["java", "-Xmx256m", "-cp", ZOOKEEPER_CP,
+        cluster.spawn(f"{prefix}{i + 1}", ["java", "-Xmx256m", "-cp", ZOOKEEPER_CP,
                                      "org.apache.zookeeper.server.quorum.QuorumPeerMain",
                                      os.path.join(d, "zoo.cfg")])
     clients = [p[0] for p in ports]
@@ -264,6 +264,8 @@ def main():
     parser.add_argument("--timeout", type=float, default=4, help="session timeout = lease TTL, seconds")
     parser.add_argument("--tick", type=int, default=2000, help="ZooKeeper tickTime, ms")
     parser.add_argument("--elect-60s", type=int, default=0, help="trials of etcdctl elect as it is")
+    parser.add_argument("--fine-tick", type=int, default=0,
+                        help="also time ZooKeeper failover on a second ensemble with this tickTime, ms")
     args = parser.parse_args()
 
     root = tempfile.mkdtemp(prefix="coordination-bench.")
@@ -289,6 +291,15 @@ def main():
                 print(f"bench: {system.name} {measure}", file=sys.stderr)
                 results[f"{system.name}.{measure}"] = summary(run(system))
                 print(f"bench:   {results[f'{system.name}.{measure}']}", file=sys.stderr)
+        if args.fine_tick:
+            # ZooKeeper expires sessions in buckets of one tick: how much of the
+            # failover is the tick, the session timeout staying the same.
+            print(f"bench: ZooKeeper failover_tick{args.fine_tick} (tickTime {args.fine_tick} ms)", file=sys.stderr)
+            fine = start_zookeeper(cluster, args.fine_tick, "fine")
+            system = zookeeper_system(args.binary, ",".join(f"127.0.0.1:{p}" for p in fine), fine, args.timeout)
+            results["ZooKeeper.failover_fine_tick"] = summary(failover(system, args.failovers, args.timeout))
+            results["fine_tick_ms"] = args.fine_tick
+            print(f"bench:   {results['ZooKeeper.failover_fine_tick']}", file=sys.stderr)
         if args.elect_60s:
             print("bench: etcd elect_60s (etcdctl elect, its fixed 60 s session TTL)", file=sys.stderr)
             etcdctl = ["etcdctl", f"--endpoints={endpoints}"]

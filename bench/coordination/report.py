@@ -35,6 +35,12 @@ def main():
     for key, label in ROWS:
         z, e = r[f"ZooKeeper.{key}"], r[f"etcd.{key}"]
         lines.append(f"| {label} | {cell(z)} | {cell(e)} | {z['n']} / {e['n']} |")
+    if "etcd.elect_60s" in r:
+        e = r["etcd.elect_60s"]
+        lines.append(f"| failover with `etcdctl elect` itself (its session TTL is fixed at 60 s) | | {cell(e)} | {e['n']} |")
+    if "ZooKeeper.failover_fine_tick" in r:
+        z = r["ZooKeeper.failover_fine_tick"]
+        lines.append(f"| the same ZooKeeper failover with tickTime {r['fine_tick_ms']} ms (session timeout unchanged) | {cell(z)} | | {z['n']} |")
     lines += [
         f"| lock + release through the library, on a live session | {cell(r['ZooKeeper.lock_lib'])} | (not measured) | {r['ZooKeeper.lock_lib']['n']} |",
         f"| hand-off through the library (release starts -> the waiter holds it) | {cell(r['ZooKeeper.handoff_lib'])} | (not measured) | {r['ZooKeeper.handoff_lib']['n']} |",

@@ -214,7 +214,7 @@ impl Campaign {
 impl Drop for Campaign {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            drop(queue::Abandon::new(&self.election.session, &ticket.path));
+            drop(queue::Abandon::path(&self.election.session, &ticket.path));
         }
     }
 }

@@ -65,14 +65,23 @@ impl Mutex {
     /// is dropped instead, the node is deleted in the background.
     pub async fn acquire(&self, timeout: Option<Duration>) -> Result<MutexGuard> {
         let started = Instant::now();
-        // Step 1.
-        let ticket = queue::enqueue(&self.session, &self.dir, LABEL, b"").await?;
-        let abandon = Abandon::new(&self.session, &ticket.path);
-        let waited = match timeout {
-            None => Ok(self.wait_turn(&ticket).await),
-            Some(t) => tokio::time::timeout_at(started + t, self.wait_turn(&ticket)).await,
+        let deadline = timeout.map(|t| started + t);
+        // Step 1, within the timeout too: a create the ensemble does not
+        // answer in time is looked for by its guid, and deleted, later.
+        let guid = queue::guid(&self.session);
+        let pending = Abandon::guid(&self.session, &self.dir, &guid);
+        let created = within(
+            deadline,
+            queue::enqueue_as(&self.session, &self.dir, LABEL, b"", &guid),
+        )
+        .await;
+        let Ok(ticket) = created else {
+            return Err(self.busy(started, "the ensemble did not answer in time".to_owned()));
         };
-        match waited {
+        let ticket = ticket?;
+        pending.disarm();
+        let abandon = Abandon::path(&self.session, &ticket.path);
+        match within(deadline, self.wait_turn(&ticket)).await {
             Ok(Ok(wakeups)) => {
                 abandon.disarm();
                 Ok(MutexGuard {
@@ -110,13 +119,17 @@ impl Mutex {
                     }
                     _ => "the ensemble does not answer".to_owned(),
                 };
-                Err(Error::Busy {
-                    what: format!("the lock {}", self.name),
-                    path: self.dir.clone(),
-                    waited: started.elapsed(),
-                    detail,
-                })
+                Err(self.busy(started, detail))
             }
+        }
+    }
+
+    fn busy(&self, started: Instant, detail: String) -> Error {
+        Error::Busy {
+            what: format!("the lock {}", self.name),
+            path: self.dir.clone(),
+            waited: started.elapsed(),
+            detail,
         }
     }
 
@@ -227,7 +240,18 @@ impl Drop for MutexGuard {
                 "lock {} dropped without release; releasing in the background",
                 self.name
             );
-            drop(Abandon::new(&self.session, &self.ticket.path));
+            drop(Abandon::path(&self.session, &self.ticket.path));
         }
+    }
+}
+
+/// `f` within `deadline`, or without one.
+async fn within<F: std::future::Future>(
+    deadline: Option<Instant>,
+    f: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, f).await,
+        None => Ok(f.await),
     }
 }

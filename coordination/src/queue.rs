@@ -48,19 +48,35 @@ pub struct Entry {
 /// Tells this process's contenders apart within one session.
 static NEXT_CONTENDER: AtomicU64 = AtomicU64::new(0);
 
-/// Recipe step 1: create an EPHEMERAL_SEQUENTIAL node `DIR/_c_<guid>-<label>`.
-///
-/// The guid (our session id and a counter) is what makes the step safe to
-/// retry: if the connection breaks before the answer arrives, the node may or
-/// may not exist, and creating another would leave a ghost in the line that
-/// nobody releases until the session ends. So on a lost connection we list
-/// the folder and look for our guid before creating again.
-pub async fn enqueue(session: &Session, dir: &str, label: &str, data: &[u8]) -> Result<Ticket> {
-    let guid = format!(
+/// A new contender's guid: our session id and a counter.
+pub fn guid(session: &Session) -> String {
+    format!(
         "{:016x}-{:x}",
         session.id(),
         NEXT_CONTENDER.fetch_add(1, Ordering::Relaxed)
-    );
+    )
+}
+
+/// Recipe step 1 with a new guid; see [`enqueue_as`].
+pub async fn enqueue(session: &Session, dir: &str, label: &str, data: &[u8]) -> Result<Ticket> {
+    enqueue_as(session, dir, label, data, &guid(session)).await
+}
+
+/// Recipe step 1: create an EPHEMERAL_SEQUENTIAL node `DIR/_c_<guid>-<label>`.
+///
+/// The guid is what makes the step safe to retry: if the connection breaks
+/// before the answer arrives, the node may or may not exist, and creating
+/// another would leave a ghost in the line that nobody releases until the
+/// session ends. So on a lost connection we list the folder and look for our
+/// guid before creating again. (An [`Abandon::guid`] does the same for a
+/// create that is given up on.)
+pub async fn enqueue_as(
+    session: &Session,
+    dir: &str,
+    label: &str,
+    data: &[u8],
+    guid: &str,
+) -> Result<Ticket> {
     let prefix = format!("{dir}/_c_{guid}-{label}");
     let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
     loop {
@@ -78,7 +94,7 @@ pub async fn enqueue(session: &Session, dir: &str, label: &str, data: &[u8]) -> 
             // counter is where the sequence numbers come from).
             Err(zk::Error::NoNode) => session.ensure_path(dir).await?,
             Err(e) if connection_lost(&e) => {
-                if let Some(ticket) = find(session, dir, &guid).await? {
+                if let Some(ticket) = find(session, dir, guid).await? {
                     return Ok(ticket);
                 }
             }
@@ -196,34 +212,62 @@ pub async fn leave(session: &Session, path: &str) -> Result<()> {
 /// behind must not block the line until its session ends.
 pub struct Abandon {
     session: Session,
-    path: Option<String>,
+    target: Option<Target>,
+}
+
+enum Target {
+    /// Our node, by its path.
+    Path(String),
+    /// The node a create may or may not have made, by its guid.
+    Guid { dir: String, guid: String },
 }
 
 impl Abandon {
-    pub fn new(session: &Session, path: &str) -> Abandon {
+    pub fn path(session: &Session, path: &str) -> Abandon {
         Abandon {
             session: session.clone(),
-            path: Some(path.to_owned()),
+            target: Some(Target::Path(path.to_owned())),
+        }
+    }
+
+    /// For a create under way: if it is given up on, the node it may have
+    /// made is looked for by its guid and deleted.
+    pub fn guid(session: &Session, dir: &str, guid: &str) -> Abandon {
+        Abandon {
+            session: session.clone(),
+            target: Some(Target::Guid {
+                dir: dir.to_owned(),
+                guid: guid.to_owned(),
+            }),
         }
     }
 
     pub fn disarm(mut self) {
-        self.path = None;
+        self.target = None;
     }
 }
 
 impl Drop for Abandon {
     fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
-            let session = self.session.clone();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    if let Err(e) = leave(&session, &path).await {
-                        tracing::warn!("could not delete {path} after giving up on it: {e}");
-                    }
-                });
+        let Some(target) = self.target.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let session = self.session.clone();
+        runtime.spawn(async move {
+            let path = match target {
+                Target::Path(path) => path,
+                Target::Guid { dir, guid } => match find(&session, &dir, &guid).await {
+                    Ok(Some(ticket)) => ticket.path,
+                    _ => return,
+                },
+            };
+            if let Err(e) = leave(&session, &path).await {
+                tracing::warn!("could not delete {path} after giving up on it: {e}");
             }
-        }
+        });
     }
 }
 

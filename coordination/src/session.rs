@@ -140,6 +140,19 @@ impl Session {
         }
     }
 
+    /// Closes the session, once every clone of it is dropped: ZooKeeper then
+    /// deletes its ephemeral nodes at once instead of a session timeout later.
+    /// Waits at most `patience` for the ensemble to confirm it.
+    pub async fn close(self, patience: Duration) {
+        let mut states = self.client.state_watcher();
+        drop(self);
+        if states.peek_state().is_terminated() {
+            return;
+        }
+        let closed = async { while !states.changed().await.is_terminated() {} };
+        let _ = tokio::time::timeout(patience, closed).await;
+    }
+
     /// Waits until the session is connected again; fails once it is gone.
     pub async fn connected(&self) -> Result<()> {
         let mut states = self.client.state_watcher();

@@ -161,7 +161,7 @@ fn lock_runs_the_command_with_a_growing_token_and_passes_its_status_on() {
     command
         .args(["lock", "t", "--", "sh", "-c"])
         .arg(format!("touch {}; exec sleep 600", running.display()));
-    let holder = Process::spawn(command);
+    let mut holder = Process::spawn(command);
     wait_until(
         "the holder's command to run",
         Duration::from_secs(30),
@@ -180,7 +180,48 @@ fn lock_runs_the_command_with_a_growing_token_and_passes_its_status_on() {
         "held elsewhere, `lock --timeout 1` -> exit 5: {}",
         error_line(&stderr)
     ));
-    drop(holder);
+
+    // A waiter stopped with SIGTERM leaves the line at once (its session is
+    // closed), not a session timeout later.
+    let rt = runtime();
+    let admin = rt.block_on(session(&servers));
+    let in_line = || {
+        rt.block_on(admin.client().list_children("/coordination/locks/t"))
+            .unwrap()
+            .len()
+    };
+    let mut waiter = Process::spawn({
+        let mut command = coordination(&servers);
+        command.args(["lock", "t", "--", "true"]);
+        command
+    });
+    wait_until("the waiter in line", Duration::from_secs(10), || {
+        in_line() == 2
+    });
+    waiter.signal(libc::SIGTERM);
+    assert_eq!(
+        waiter.wait_exit(Duration::from_secs(5)),
+        143,
+        "{}",
+        waiter.stderr()
+    );
+    let gone = wait_until("the waiter's node to go", SESSION_TIMEOUT / 2, || {
+        in_line() == 1
+    });
+    checked(format!("a waiting `lock` got SIGTERM: exit 143, its node gone {gone:?} later (not a session timeout)"));
+
+    // SIGTERM to a holder goes on to its command (sleep dies of it: 143).
+    holder.signal(libc::SIGTERM);
+    assert_eq!(
+        holder.wait_exit(Duration::from_secs(5)),
+        143,
+        "{}",
+        holder.stderr()
+    );
+    wait_until("the holder's node to go", SESSION_TIMEOUT / 2, || {
+        in_line() == 0
+    });
+    checked("SIGTERM to `lock` reached its command, which died of it: exit 143, lock released");
 
     let (code, _, stderr) = run(coordination(&servers).args(["leader", "nobody"]));
     assert_eq!(code, Some(3));

@@ -89,6 +89,15 @@ impl Observer {
         Observer { seen, task }
     }
 
+    /// Waits until the observer has seen `id` lead (it looks every 25 ms).
+    fn saw(&self, id: &str) {
+        wait_until(
+            &format!("the observer to see {id} lead"),
+            Duration::from_secs(10),
+            || self.leaders().last().map(String::as_str) == Some(id),
+        );
+    }
+
     /// The leaders the ensemble named, in order, gaps left out.
     fn leaders(&self) -> Vec<String> {
         self.seen
@@ -169,6 +178,7 @@ fn a_killed_leader_is_replaced_and_a_resigning_one_at_once() {
     ]
     .concat();
     assert_one_leader_at_a_time(terms);
+    observer.saw("c3");
     assert_eq!(observer.leaders(), ["c1", "c2", "c3"]);
     checked("no two leaders at once, by the candidates' own lines and by the ensemble (c1, c2, c3 in turn)");
 }
@@ -209,6 +219,7 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_runs_again() {
     assert!(c3.lines().is_empty());
 
     // Seen by the ensemble: c1, then c2, never c1 again.
+    observer.saw("c2");
     assert_eq!(observer.leaders(), ["c1", "c2"]);
     // Seen by the running candidates: c1 could not act while paused, so its
     // term is counted until the pause; it said it stepped down right after.
@@ -280,6 +291,7 @@ fn a_partitioned_leader_steps_down_before_another_is_elected() {
     assert_eq!(leader_says(&servers), "c2");
     assert_eq!(c1.lines(), ["leader c1", "follower c1"]);
     assert_one_leader_at_a_time([terms("c1", &c1, None), terms("c2", &c2, None)].concat());
+    observer.saw("c2");
     assert_eq!(observer.leaders(), ["c1", "c2"]);
     checked("healed, c1 queued again behind c2; one leader at a time throughout");
 }

@@ -1,7 +1,7 @@
 //! `elect NAME ID`: campaign, say `leader ID` / `follower ID`, resign on
 //! SIGTERM.
 
-use super::{connect, deadline, Stop};
+use super::{connect, deadline, Stop, CLOSE_PATIENCE};
 use crate::cli::Cli;
 use crate::election::{Event, LeaderElection};
 use crate::error::Result;
@@ -14,10 +14,10 @@ pub async fn run(cli: &Cli, name: &Name, id: &str) -> Result<u8> {
         // The first session must come within --timeout (else exit 3); after
         // that a lost session is replaced for as long as we run.
         let session = match stop.unless(connect(cli, deadline(cli))).await {
-            None => return Ok(0),
-            Some(Ok(session)) => session,
-            Some(Err(e)) if first_session => return Err(e),
-            Some(Err(e)) => {
+            Err(_signal) => return Ok(0),
+            Ok(Ok(session)) => session,
+            Ok(Err(e)) if first_session => return Err(e),
+            Ok(Err(e)) => {
                 tracing::warn!("{e}; trying again");
                 continue;
             }
@@ -25,8 +25,11 @@ pub async fn run(cli: &Cli, name: &Name, id: &str) -> Result<u8> {
         first_session = false;
         let election = LeaderElection::new(&session, name);
         let mut campaign = match stop.unless(election.campaign(id)).await {
-            None => return Ok(0),
-            Some(campaign) => campaign?,
+            Err(_signal) => {
+                session.close(CLOSE_PATIENCE).await;
+                return Ok(0);
+            }
+            Ok(campaign) => campaign?,
         };
         tracing::info!(
             "campaigning for {name} as {id}: {}",
@@ -34,7 +37,7 @@ pub async fn run(cli: &Cli, name: &Name, id: &str) -> Result<u8> {
         );
         loop {
             match stop.unless(campaign.next()).await {
-                None => {
+                Err(_signal) => {
                     // Say it first, then step down: whoever leads next is
                     // told only after our node is gone.
                     if campaign.is_leader() {
@@ -49,16 +52,16 @@ pub async fn run(cli: &Cli, name: &Name, id: &str) -> Result<u8> {
                     }
                     return Ok(0);
                 }
-                Some(Ok(Event::Elected)) => println!("leader {id}"),
-                Some(Ok(Event::Defeated(loss))) => {
+                Ok(Ok(Event::Elected)) => println!("leader {id}"),
+                Ok(Ok(Event::Defeated(loss))) => {
                     println!("follower {id}");
                     tracing::warn!("no longer leading {name}: {loss}");
                 }
-                Some(Err(e)) if e.is_session_gone() => {
+                Ok(Err(e)) if e.is_session_gone() => {
                     tracing::warn!("{e}; campaigning again on a new session");
                     break;
                 }
-                Some(Err(e)) => return Err(e),
+                Ok(Err(e)) => return Err(e),
             }
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use super::{connect, deadline, no_quorum, Stop};
+use super::{connect, deadline, no_quorum, Stop, CLOSE_PATIENCE};
 use crate::cli::Cli;
 use crate::error::{Error, Loss, Result};
 use crate::mutex::{Mutex, MutexGuard};
@@ -21,7 +21,13 @@ enum Ended {
 
 pub async fn run(cli: &Cli, name: &Name, command: &[OsString]) -> Result<u8> {
     let deadline = deadline(cli);
-    let guard = acquire(cli, name, deadline).await?;
+    let mut stop = Stop::new();
+    let guard = match acquire(cli, name, deadline, &mut stop).await? {
+        Ok(guard) => guard,
+        // Stopped while waiting: our place in line went with the session.
+        Err(signal) => return Ok(128 + signal as u8),
+    };
+    let session = guard.session().clone();
     let token = guard.fencing_token();
     tracing::debug!("holding {} with fencing token {token}", guard.node_path());
 
@@ -34,6 +40,7 @@ pub async fn run(cli: &Cli, name: &Name, command: &[OsString]) -> Result<u8> {
         Ok(child) => child,
         Err(source) => {
             release(guard).await;
+            session.close(CLOSE_PATIENCE).await;
             return Err(Error::Spawn {
                 program: program.to_string_lossy().into_owned(),
                 source,
@@ -41,9 +48,10 @@ pub async fn run(cli: &Cli, name: &Name, command: &[OsString]) -> Result<u8> {
         }
     };
 
-    match supervise(&mut child, &guard).await {
+    match supervise(&mut child, &guard, &mut stop).await {
         Ended::Exited(status) => {
             release(guard).await;
+            session.close(CLOSE_PATIENCE).await;
             Ok(status_code(status))
         }
         Ended::LockLost(loss) => {
@@ -52,6 +60,7 @@ pub async fn run(cli: &Cli, name: &Name, command: &[OsString]) -> Result<u8> {
             // (see session.rs for why that is still in time).
             terminate(&mut child, guard.session().timeout() / 10).await;
             drop(guard);
+            session.close(CLOSE_PATIENCE).await;
             Err(Error::Lost {
                 what: format!("lost the lock {name} while the command ran, so it was stopped"),
                 loss,
@@ -61,13 +70,33 @@ pub async fn run(cli: &Cli, name: &Name, command: &[OsString]) -> Result<u8> {
 }
 
 /// Waits for the lock until `deadline`, on a new session if one expires
-/// while waiting.
-async fn acquire(cli: &Cli, name: &Name, deadline: Instant) -> Result<MutexGuard> {
+/// while waiting; `Ok(Err(signal))` when stopped by SIGTERM or SIGINT first.
+async fn acquire(
+    cli: &Cli,
+    name: &Name,
+    deadline: Instant,
+    stop: &mut Stop,
+) -> Result<Result<MutexGuard, libc::c_int>> {
     loop {
-        let session = connect(cli, deadline).await?;
+        let session = match stop.unless(connect(cli, deadline)).await {
+            Ok(session) => session?,
+            Err(signal) => return Ok(Err(signal)),
+        };
         let left = deadline.saturating_duration_since(Instant::now());
-        match Mutex::new(&session, name).acquire(Some(left)).await {
-            Ok(guard) => return Ok(guard),
+        let acquired = stop
+            .unless(Mutex::new(&session, name).acquire(Some(left)))
+            .await;
+        let acquired = match acquired {
+            Ok(acquired) => acquired,
+            Err(signal) => {
+                // The dropped acquire deletes our node in the background;
+                // closing the session (after it) makes sure it is gone.
+                session.close(CLOSE_PATIENCE).await;
+                return Ok(Err(signal));
+            }
+        };
+        match acquired {
+            Ok(guard) => return Ok(Ok(guard)),
             // The wait ran out while no server answered: that is no quorum,
             // not a busy lock.
             Err(Error::Busy { .. }) if !connected(&session) => {
@@ -91,8 +120,7 @@ fn connected(session: &crate::session::Session) -> bool {
 
 /// Waits for CMD to end or the lock to be lost; passes SIGTERM and SIGINT
 /// on to CMD (the lock is released once CMD has ended).
-async fn supervise(child: &mut Child, guard: &MutexGuard) -> Ended {
-    let mut stop = Stop::new();
+async fn supervise(child: &mut Child, guard: &MutexGuard, stop: &mut Stop) -> Ended {
     let lost = guard.lost();
     tokio::pin!(lost);
     loop {

@@ -4,6 +4,7 @@ mod elect;
 mod lock;
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
@@ -25,6 +26,10 @@ pub const EXIT_LOCK_LOST: u8 = 4;
 /// The lock stayed busy for the whole timeout.
 pub const EXIT_BUSY: u8 = 5;
 
+/// How long a command waits, before it exits, for the ensemble to confirm
+/// that its session is closed (and its ephemeral nodes gone).
+const CLOSE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Runs the command line; `Ok` holds the exit status of a normal outcome.
 pub async fn run(cli: Cli) -> Result<u8> {
     parse_servers(&cli.zookeeper)?;
@@ -35,7 +40,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Id { name } => {
             let name = Name::new(name)?;
             let session = connect(&cli, deadline(&cli)).await?;
-            println!("{}", SequentialIds::new(&session, &name).next().await?);
+            let id = SequentialIds::new(&session, &name).next().await?;
+            session.close(CLOSE_PATIENCE).await;
+            println!("{id}");
             Ok(0)
         }
         Command::Counter { name, add, worker } => {
@@ -70,7 +77,10 @@ async fn leader(cli: &Cli, name: &Name) -> Result<u8> {
     let deadline = deadline(cli);
     let session = connect(cli, deadline).await?;
     let election = LeaderElection::new(&session, name);
-    match tokio::time::timeout_at(deadline, election.leader()).await {
+    let answer = tokio::time::timeout_at(deadline, election.leader()).await;
+    drop(election);
+    session.close(CLOSE_PATIENCE).await;
+    match answer {
         Ok(Ok(Some(leader))) => {
             println!("{}", leader.id);
             Ok(0)
@@ -107,6 +117,7 @@ async fn counter(cli: &Cli, name: &Name, add: Option<(u64, &str)>) -> Result<u8>
     }
     let session = connect(cli, deadline(cli)).await?;
     let tally = counter::tally(&session, name).await?;
+    session.close(CLOSE_PATIENCE).await;
     println!("total {}", tally.total);
     for (worker, n) in &tally.by {
         println!("{worker} {n}");
@@ -154,11 +165,11 @@ impl Stop {
         }
     }
 
-    /// Runs `f` unless a stop signal comes first (then `None`).
-    pub async fn unless<F: Future>(&mut self, f: F) -> Option<F::Output> {
+    /// Runs `f` unless a stop signal comes first (then `Err(signal)`).
+    pub async fn unless<F: Future>(&mut self, f: F) -> Result<F::Output, libc::c_int> {
         tokio::select! {
-            out = f => Some(out),
-            _ = self.recv() => None,
+            out = f => Ok(out),
+            signal = self.recv() => Err(signal),
         }
     }
 }
