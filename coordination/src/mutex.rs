@@ -60,9 +60,10 @@ impl Mutex {
 
     /// Waits for the lock, at most `timeout` (for ever with `None`).
     ///
-    /// On timeout (an [`Error::Busy`]) or any error, our node is deleted
-    /// before this returns, so the waiter behind us moves up. If the future
-    /// is dropped instead, the node is deleted in the background.
+    /// On timeout (an [`Error::Busy`]) our node is deleted before this
+    /// returns, so the waiter behind us moves up; if the ensemble does not
+    /// answer then, or on another error, or if the future is dropped, it is
+    /// deleted in the background as soon as the ensemble answers.
     pub async fn acquire(&self, timeout: Option<Duration>) -> Result<MutexGuard> {
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);

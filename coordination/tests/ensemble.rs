@@ -173,22 +173,11 @@ fn two_of_three_killed_clear_errors_no_false_acquisition_then_recovery() {
     );
 
     let mut command = coordination(&servers);
-    command.args(["lock", "outage", "--", "sh", "-c"]).arg(format!(
-        "trap 'echo TERM > {term}; exit 143' TERM; echo $FENCING_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; while :; do sleep 0.05; done",
-        term = term.display(),
-        tok = token.display()
-    ));
+    command
+        .args(["lock", "outage", "--", "sh", "-c"])
+        .arg(token_then_wait(&token, &term));
     let mut holder = Process::spawn(command);
-    wait_until(
-        "the holder's command to run",
-        Duration::from_secs(30),
-        || token.exists(),
-    );
-    let old_token: i64 = std::fs::read_to_string(&token)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let old_token = token_written(&token);
     let c1 = elect(&servers, "c1");
     c1.wait_line("leader c1", 0, Duration::from_secs(30));
 

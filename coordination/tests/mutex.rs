@@ -182,21 +182,15 @@ fn a_killed_holder_loses_the_lock_to_the_next_waiter() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     let mut command = coordination(&ensemble.connect_string());
-    command.args(["lock", "victim", "--", "sh", "-c"]).arg(format!(
-        "echo $$ > {tok}.pid && echo $FENCING_TOKEN > {tok}.tmp && mv {tok}.tmp {tok} && exec sleep 600",
-        tok = token_file.display()
-    ));
+    command
+        .args(["lock", "victim", "--", "sh", "-c"])
+        .arg(format!(
+            "echo $$ > {tok}.pid && {write} && exec sleep 600",
+            tok = token_file.display(),
+            write = write_token(&token_file)
+        ));
     let mut holder = Process::spawn(command);
-    wait_until(
-        "the holder to run its command",
-        Duration::from_secs(30),
-        || token_file.exists(),
-    );
-    let old_token: i64 = std::fs::read_to_string(&token_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let old_token = token_written(&token_file);
 
     runtime().block_on(async {
         let waiter = session(&ensemble.connect_string()).await;
@@ -243,24 +237,11 @@ fn a_paused_holder_learns_it_lost_the_lock_and_stops_its_command() {
     let ensemble = Ensemble::start();
     let dir = tempfile::tempdir().unwrap();
     let (token_file, term_file) = (dir.path().join("token"), dir.path().join("term"));
-    let script = format!(
-        "trap 'echo TERM > {term}; exit 143' TERM; echo $FENCING_TOKEN > {tok}.tmp; mv {tok}.tmp {tok}; while :; do sleep 0.05; done",
-        term = term_file.display(),
-        tok = token_file.display()
-    );
+    let script = token_then_wait(&token_file, &term_file);
     let mut command = coordination(&ensemble.connect_string());
     command.args(["lock", "paused", "--", "sh", "-c", &script]);
     let mut holder = Process::spawn(command);
-    wait_until(
-        "the holder to run its command",
-        Duration::from_secs(30),
-        || token_file.exists(),
-    );
-    let old_token: i64 = std::fs::read_to_string(&token_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let old_token = token_written(&token_file);
 
     runtime().block_on(async {
         let waiter = session(&ensemble.connect_string()).await;

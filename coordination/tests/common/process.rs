@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -205,4 +206,37 @@ pub fn assert_one_leader_at_a_time(mut all: Vec<Term>) {
             pair[1].id
         );
     }
+}
+
+/// A `sh -c` script for `coordination lock`'s command: it writes its
+/// FENCING_TOKEN to `token` (aside first, then renamed, so that it is read
+/// whole), then runs until SIGTERM, which it notes in `term`.
+pub fn token_then_wait(token: &Path, term: &Path) -> String {
+    format!(
+        "trap 'echo TERM > {term}; exit 143' TERM; {write}; while :; do sleep 0.05; done",
+        term = term.display(),
+        write = write_token(token)
+    )
+}
+
+/// The shell words that write FENCING_TOKEN to `token`, whole.
+pub fn write_token(token: &Path) -> String {
+    format!(
+        "echo $FENCING_TOKEN > {tok}.tmp && mv {tok}.tmp {tok}",
+        tok = token.display()
+    )
+}
+
+/// Waits until a holder's command has written its token to `token`; the token.
+pub fn token_written(token: &Path) -> i64 {
+    wait_until(
+        "the holder to run its command",
+        Duration::from_secs(30),
+        || token.exists(),
+    );
+    std::fs::read_to_string(token)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
