@@ -1,5 +1,6 @@
-# One image for the whole exercise: `taskserver` (the default command) and
-# `clientemulator` (the clients in docker-compose.yml override the command).
+# One image for the whole exercise: `taskserver` (the default command),
+# `clientemulator` (the clients in docker-compose.yml override the command)
+# and `coordination` (the contenders and workers of docker-compose.zookeeper.yml).
 #
 #   docker build -t taskserver:local .
 #   docker run --rm -p 127.0.0.1:9000:9000 taskserver:local
@@ -42,18 +43,20 @@ WORKDIR /src
 
 # Dependencies first, in their own layer, built against the skeleton. Docker
 # reuses this layer as long as the skeleton is the same, so editing the code
-# recompiles only our two crates. Then `cargo clean` drops the stand-ins' own
+# recompiles only our crates. Then `cargo clean` drops the stand-ins' own
 # artifacts, so cargo rebuilds our crates even if the real files look older.
 COPY --from=planner /skeleton/ ./
-RUN cargo build --release --locked -p taskserver -p clientemulator \
-    && cargo clean --release -p taskserver -p clientemulator
+RUN cargo build --release --locked -p taskserver -p clientemulator -p coordination \
+    && cargo clean --release -p taskserver -p clientemulator -p coordination
 
-# Now the real code of the two crates the image ships. (Should they ever
+# Now the real code of the crates the image ships. (Should they ever
 # depend on another crate of the workspace by path, copy that one here too.)
 COPY taskserver taskserver
 COPY clientemulator clientemulator
-RUN cargo build --release --locked -p taskserver -p clientemulator \
-    && install -D -m 0755 -t /out target/release/taskserver target/release/clientemulator
+COPY coordination coordination
+RUN cargo build --release --locked -p taskserver -p clientemulator -p coordination \
+    && install -D -m 0755 -t /out target/release/taskserver target/release/clientemulator \
+        target/release/coordination
 
 
 FROM debian:bookworm-slim
@@ -64,11 +67,13 @@ FROM debian:bookworm-slim
 # to choose that user, then drops to it, and never changes the file's owner or
 # mode. /app is writable by everyone (mode 1777, like /tmp), whatever uid the
 # server gets: it writes tasks.json in place and may put a `tasks.json.torn-*`
-# side file next to it when it repairs a crash-torn tail.
+# side file next to it when it repairs a crash-torn tail. /journal is where
+# the election contenders of docker-compose.zookeeper.yml note what they said
+# (a volume there starts with this folder's mode, so uid 1000 can write it).
 RUN groupadd --gid 1000 app \
     && useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin app \
-    && install -d -m 1777 /app
+    && install -d -m 1777 /app /journal
 
 COPY --from=builder /out/ /usr/local/bin/
 COPY docker/entrypoint.sh /usr/local/bin/taskserver-entrypoint

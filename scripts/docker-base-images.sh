@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make the Dockerfile's base images locally, for machines that cannot pull them.
 #
-#   scripts/docker-base-images.sh [--force] [DOCKERFILE]
+#   scripts/docker-base-images.sh [--force] [DOCKERFILE] [--compose FILE]...
 #
 # The Dockerfile is a normal one: `FROM rust:1.95-slim-bookworm` and
 # `FROM debian:bookworm-slim`, which Docker pulls from Docker Hub. Our CI machine
@@ -25,10 +25,19 @@
 #      two checkouts building at once, then both find theirs); after
 #      8 locks the image starts again from the toolchain layer.
 #
+# - zookeeper:<major.minor> (for docker-compose.zookeeper.yml, named with
+#   --compose): that Debian image plus Debian's `zookeeper` package and the
+#   JRE it depends on, with an entry point that reads the official image's ZOO_*
+#   settings (ZOO_MY_ID, ZOO_SERVERS, ZOO_TICK_TIME, ZOO_4LW_COMMANDS_WHITELIST,
+#   ZOO_CFG_EXTRA, ...), its folders (/conf, /data, /datalog, /logs), its user
+#   and its command (`zkServer.sh start-foreground`), and zkCli.sh on PATH.
+#   Its files are in scripts/zookeeper-image/. Debian has one ZooKeeper per
+#   release (3.8.0 in bookworm); another version is refused.
+#
 # Images that are already here are reused: a real one (pulled on a machine that
 # could) as it is, one of ours as long as its crates match Cargo.lock. --force
-# remakes them all. The names are read from the Dockerfile's FROM lines, so the
-# two cannot drift apart.
+# remakes them all. The names are read from the Dockerfile's FROM lines and the
+# `image:` lines of each --compose file, so they cannot drift apart.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,11 +45,20 @@ readonly ROOT
 readonly MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 force=false
-if [[ "${1:-}" == "--force" ]]; then
-    force=true
+dockerfile="$ROOT/Dockerfile"
+compose_files=()
+while (($#)); do
+    case "$1" in
+        --force) force=true ;;
+        --compose)
+            [[ -n "${2:-}" ]] || { echo "base-images: --compose needs a file" >&2; exit 2; }
+            compose_files+=("$2")
+            shift
+            ;;
+        *) dockerfile="$1" ;;
+    esac
     shift
-fi
-dockerfile="${1:-$ROOT/Dockerfile}"
+done
 
 log() { echo "base-images: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -65,6 +83,12 @@ base_images() {
             if (!(tolower(name) in stages)) print name
             if (toupper($3) == "AS") stages[tolower($4)] = 1
         }' "$1" | sort -u
+}
+
+# The images a compose file names literally (`image: zookeeper:3.8`); those
+# with a ${VARIABLE} in them are the project's own, built by compose.
+compose_images() {
+    sed -n -E 's/^[[:space:]]*image:[[:space:]]*([^$[:space:]]+)[[:space:]]*$/\1/p' "$1" | sort -u
 }
 
 # debootstrap is not on a new machine: install it from Debian's packages.
@@ -232,6 +256,44 @@ make_rust() {
     fi
 }
 
+# make_zookeeper NAME VERSION SUITE: debian:SUITE-slim + Debian's zookeeper
+# package, laid out and started like the official zookeeper image.
+make_zookeeper() {
+    local name="$1" version="$2" suite="$3" context
+    local base="debian:$suite-slim"
+    image_exists "$base" || make_debian "$base" "$suite"
+    context="$(mktemp -d /var/tmp/zookeeper-image.XXXXXX)"
+    scratch+=("$context")
+    cp "$ROOT/scripts/zookeeper-image/docker-entrypoint.sh" "$ROOT/scripts/zookeeper-image/zkEnv.sh" "$context/"
+    cat >"$context/Dockerfile" <<EOF
+FROM $base
+# The package brings its JRE (Debian's default-jre) along. The JRE's
+# post-install links its man page, whose folder a slim image lacks.
+RUN mkdir -p /usr/share/man/man1 \\
+    && apt-get update \\
+    && apt-get install -y --no-install-recommends zookeeper \\
+    && rm -rf /var/lib/apt/lists/* \\
+    && installed="\$(dpkg-query -W -f='\${Version}' zookeeper)" \\
+    && case "\$installed" in $version.*) ;; *) echo "Debian's zookeeper is \$installed, not $version"; exit 1 ;; esac
+COPY zkEnv.sh /usr/share/zookeeper/bin/zkEnv.sh
+COPY docker-entrypoint.sh /docker-entrypoint.sh
+ENV ZOO_CONF_DIR=/conf ZOO_DATA_DIR=/data ZOO_DATA_LOG_DIR=/datalog ZOO_LOG_DIR=/logs \\
+    ZOOCFGDIR=/conf ZOO_TICK_TIME=2000 ZOO_INIT_LIMIT=5 ZOO_SYNC_LIMIT=2 \\
+    ZOO_AUTOPURGE_PURGEINTERVAL=0 ZOO_AUTOPURGE_SNAPRETAINCOUNT=3 ZOO_MAX_CLIENT_CNXNS=60 \\
+    ZOO_STANDALONE_ENABLED=true ZOO_ADMINSERVER_ENABLED=true \\
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/share/zookeeper/bin
+RUN mkdir -p /conf /data /datalog /logs \\
+    && chown zookeeper:zookeeper /conf /data /datalog /logs
+WORKDIR /usr/share/zookeeper
+VOLUME ["/data", "/datalog", "/logs"]
+EXPOSE 2181 2888 3888 8080
+ENTRYPOINT ["/docker-entrypoint.sh"]
+CMD ["zkServer.sh", "start-foreground"]
+EOF
+    log "docker build -> $name (Debian's zookeeper package)"
+    docker build --quiet -t "$name" "$context" >/dev/null
+}
+
 # Which Cargo.lock files the vendored crates of an image came from (their
 # sha256, space-separated), and how many an image may collect.
 readonly LOCK_LABEL="tareas.cargo-lock-sha256"
@@ -246,7 +308,13 @@ workspace="$(cd "$(dirname "$dockerfile")" && pwd)"
 lock_sum="$(sha256sum "$workspace/Cargo.lock" | cut -d' ' -f1)"
 docker info >/dev/null 2>&1 || die "docker info does not answer: is the Docker Engine running?"
 
-mapfile -t images < <(base_images "$dockerfile")
+mapfile -t images < <(
+    base_images "$dockerfile"
+    for file in "${compose_files[@]+"${compose_files[@]}"}"; do
+        [[ -f "$file" ]] || die "no compose file at $file"
+        compose_images "$file"
+    done
+)
 for image in "${images[@]}"; do
     start=$SECONDS
     case "$image" in
@@ -274,8 +342,16 @@ for image in "${images[@]}"; do
             tag="${image#rust:}"
             make_rust "$image" "${tag%%-slim-*}" "${tag##*-slim-}" "$made_here"
             ;;
+        zookeeper:*)
+            # zookeeper:3.8 -> Debian's zookeeper 3.8.x, on bookworm
+            if image_exists "$image" && ! $force; then
+                log "reusing $image"
+                continue
+            fi
+            make_zookeeper "$image" "${image#zookeeper:}" bookworm
+            ;;
         *)
-            die "cannot make $image locally: only debian:SUITE[-slim] and rust:VERSION-slim-SUITE are known"
+            die "cannot make $image locally: only debian:SUITE[-slim], rust:VERSION-slim-SUITE and zookeeper:VERSION are known"
             ;;
     esac
     log "made $image in $((SECONDS - start)) s"
