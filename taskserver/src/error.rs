@@ -35,6 +35,13 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Unhealthy(String),
+    /// Cluster mode: no leader, or no quorum, could take the request within
+    /// the time a request may wait; nothing was acknowledged.
+    #[error("{0}; nothing was acknowledged: retry in a moment (with the same Idempotency-Key, for a POST)")]
+    Unavailable(String),
+    /// Cluster mode: a request that needs the cluster's secret came without it.
+    #[error("this request needs the cluster's secret: send `Authorization: Bearer <TASKSERVER_CLUSTER_SECRET>`")]
+    Forbidden,
 }
 
 impl ApiError {
@@ -50,7 +57,10 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Store(_) | ApiError::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Unhealthy(_) | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Forbidden => StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -68,6 +78,13 @@ impl IntoResponse for ApiError {
             }
             _ => serde_json::json!({ "error": self.to_string() }),
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::Unavailable(_) = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

@@ -12,6 +12,7 @@
 //! - [`api`]: the router and its handlers; errors in [`error`].
 //! - [`task`]: what a task is and the rules it must follow.
 //! - [`store`]: the data file: group commit, locks, catch-up, recovery.
+//! - [`cluster`]: cluster mode: the data file replicated by Raft.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 //! - [`healthcheck`]: the `taskserver healthcheck` subcommand.
@@ -102,6 +103,24 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// Serves a cluster node: the API over the cluster, its `/raft/...` and
+/// `/cluster` routes, until `shutdown` completes; then stops Raft.
+pub async fn run_cluster(
+    listener: tokio::net::TcpListener,
+    node: cluster::Cluster,
+    secret: std::sync::Arc<str>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "taskserver listening (cluster mode)");
+    let app = app(node.clone()).merge(cluster::routes::router(node.clone(), secret));
+    serve(listener, app, shutdown).await;
+    tracing::info!("no longer accepting; stopping Raft");
+    node.shutdown().await;
+    tracing::info!("shutdown complete");
+    Ok(())
 }
 
 /// The accept loop: serves `app` on `listener` until `shutdown` completes,

@@ -3,7 +3,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser;
+use taskserver::cluster::config::{ClusterConfig, SECRET_ENV};
 use taskserver::config::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +28,12 @@ fn main() -> ExitCode {
                 .block_on(taskserver::healthcheck::check(&url))
                 .map_err(Into::into)
         }
+        Some(Command::RaftLog) => {
+            taskserver::cluster::Cluster::print_log(&cli.raft_dir(), std::io::stdout().lock())
+                .with_context(|| {
+                    format!("cannot read the Raft log in {}", cli.raft_dir().display())
+                })
+        }
         None => runtime.block_on(serve(&cli)),
     };
     match result {
@@ -38,11 +46,28 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: &Cli) -> anyhow::Result<()> {
-    let data = cli.data.clone();
-    let store = tokio::task::spawn_blocking(move || taskserver::Store::open(data)).await??;
     // Every connection of a burst is an open file, beyond the few of our own.
     taskserver::listen::raise_open_files_limit(u64::from(cli.backlog) + 64);
+    let Some(me) = cli.node_id else {
+        let data = cli.data.clone();
+        let store = tokio::task::spawn_blocking(move || taskserver::Store::open(data)).await??;
+        let listener = taskserver::listen::bind(&cli.bind, cli.backlog).await?;
+        taskserver::run(listener, store, taskserver::shutdown::signal()).await?;
+        return Ok(());
+    };
+    let config = ClusterConfig::new(
+        me,
+        cli.peers.as_deref(),
+        cli.raft_dir(),
+        cli.data.clone(),
+        std::env::var(SECRET_ENV).ok(),
+    )?;
+    let secret = config.secret.clone();
+    let shutdown = taskserver::shutdown::signal();
+    // Started before it listens: the peers it asks at start-up, starting
+    // too, find it closed at once rather than waiting on it.
+    let node = taskserver::cluster::bootstrap::start(config).await?;
     let listener = taskserver::listen::bind(&cli.bind, cli.backlog).await?;
-    taskserver::run(listener, store, taskserver::shutdown::signal()).await?;
+    taskserver::run_cluster(listener, node, secret, shutdown).await?;
     Ok(())
 }

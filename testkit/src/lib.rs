@@ -10,12 +10,15 @@
 //!   tests make.
 //! - [`datafile`]: the contract's checks of the data file (and of
 //!   `GET /tareas`): a JSON array of tasks with strictly increasing ids.
+//! - [`cluster`]: a cluster of real processes on loopback, each with its own
+//!   directory: kill, pause, restart, wipe, and what `/cluster` says.
 //! - [`doubles`]: doubles of the disk for the store's seam
 //!   (`taskserver::store::file`): syncs held at a gate, a write that panics.
 //!
 //! Binaries are passed in by path: the integration tests give
 //! `env!("CARGO_BIN_EXE_taskserver")`, the campaigns find them at run time.
 
+pub mod cluster;
 pub mod datafile;
 pub mod doubles;
 pub mod http;

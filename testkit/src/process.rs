@@ -44,10 +44,15 @@ impl std::fmt::Display for Refused {
 /// `BINARY --bind 127.0.0.1:0 --data DATA` with logs on a pipe: the
 /// taskserver at `binary`, ready for [`Server::spawn`].
 pub fn command(binary: &Path, data: &Path) -> Command {
+    let mut cmd = bare_command(binary);
+    cmd.args(["--bind", "127.0.0.1:0", "--data"]).arg(data);
+    cmd
+}
+
+/// `BINARY` with logs on a pipe and nothing else: the caller adds the flags.
+pub fn bare_command(binary: &Path) -> Command {
     let mut cmd = Command::new(binary);
-    cmd.args(["--bind", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("RUST_LOG", "info")
+    cmd.env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -26,6 +26,7 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use bytes::Bytes;
 use prometheus_client::registry::Registry;
+use taskserver::api::Freshness;
 use taskserver::error::ApiError;
 use taskserver::store::{Inserted, NewEntry, Page};
 use taskserver::task::Record;
@@ -51,11 +52,11 @@ impl Tasks for Nothing {
         })
     }
 
-    async fn page(&self, _after: u64, _limit: usize) -> Result<Page, ApiError> {
+    async fn page(&self, _after: u64, _limit: usize, _: Freshness) -> Result<Page, ApiError> {
         Ok(Page::default())
     }
 
-    async fn get(&self, _id: u64) -> Result<Option<Bytes>, ApiError> {
+    async fn get(&self, _id: u64, _: Freshness) -> Result<Option<Bytes>, ApiError> {
         Ok(None)
     }
 

@@ -19,7 +19,7 @@ use tower_http::trace::TraceLayer;
 
 mod tasks;
 
-pub use tasks::Tasks;
+pub use tasks::{Freshness, Tasks};
 
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
@@ -189,6 +189,37 @@ struct ListQuery {
     despues_de: Option<u64>,
     /// At most this many tasks.
     limite: Option<usize>,
+    /// `local` for a read of what this node holds, with no round trip to
+    /// the others (cluster mode); `linealizable` (the default) otherwise.
+    consistencia: Option<Consistency>,
+}
+
+/// Query of `GET /tareas/{id}`.
+#[derive(Debug, Deserialize)]
+struct OneQuery {
+    consistencia: Option<Consistency>,
+}
+
+/// The values of `?consistencia=`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Consistency {
+    Linealizable,
+    Local,
+}
+
+fn freshness(c: Option<Consistency>) -> Freshness {
+    match c {
+        Some(Consistency::Local) => Freshness::Local,
+        Some(Consistency::Linealizable) | None => Freshness::Linearizable,
+    }
+}
+
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{}; use ?despues_de=<id>&limite=<count> with non-negative integers, and ?consistencia=local or linealizable",
+        e.body_text()
+    ))
 }
 
 /// `GET /tareas`: the tasks in id order, streamed from memory.
@@ -196,15 +227,14 @@ async fn list<T: Tasks>(
     State(app): State<AppState<T>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::BadRequest(format!(
-            "{}; use ?despues_de=<id>&limite=<count> with non-negative integers",
-            e.body_text()
-        ))
-    })?;
+    let Query(q) = query.map_err(bad_query)?;
     let page = app
         .tasks
-        .page(q.despues_de.unwrap_or(0), q.limite.unwrap_or(usize::MAX))
+        .page(
+            q.despues_de.unwrap_or(0),
+            q.limite.unwrap_or(usize::MAX),
+            freshness(q.consistencia),
+        )
         .await?;
     let mut parts = Vec::with_capacity(page.parts.len() + 2);
     parts.push(Bytes::from_static(b"["));
@@ -229,10 +259,16 @@ async fn list<T: Tasks>(
 async fn get_one<T: Tasks>(
     State(app): State<AppState<T>>,
     Path(id): Path<String>,
+    query: Result<Query<OneQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(bad_query)?;
     let missing = || ApiError::NotFound(format!("there is no task with id {id}"));
     let number: u64 = id.parse().map_err(|_| missing())?;
-    let json = app.tasks.get(number).await?.ok_or_else(missing)?;
+    let json = app
+        .tasks
+        .get(number, freshness(q.consistencia))
+        .await?
+        .ok_or_else(missing)?;
     Ok((
         [(
             header::CONTENT_TYPE,

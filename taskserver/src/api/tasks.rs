@@ -13,17 +13,37 @@ use prometheus_client::registry::Registry;
 use crate::error::ApiError;
 use crate::store::{Inserted, NewEntry, Page, Store};
 
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Freshness {
+    /// Every task acknowledged by any server before the read began is in
+    /// it (the default).
+    #[default]
+    Linearizable,
+    /// What this server holds now, with no question asked of the others
+    /// (`?consistencia=local`, in cluster mode: faster, maybe behind).
+    Local,
+}
+
 /// A keeper of tasks, as the API sees it.
 pub trait Tasks: Clone + Send + Sync + 'static {
     /// Stores one task durably, or finds the one stored with its key.
     fn insert(&self, entry: NewEntry) -> impl Future<Output = Result<Inserted, ApiError>> + Send;
 
     /// Tasks with an id above `after`, at most `limit`, in id order.
-    fn page(&self, after: u64, limit: usize)
-        -> impl Future<Output = Result<Page, ApiError>> + Send;
+    fn page(
+        &self,
+        after: u64,
+        limit: usize,
+        fresh: Freshness,
+    ) -> impl Future<Output = Result<Page, ApiError>> + Send;
 
     /// The public JSON of one task.
-    fn get(&self, id: u64) -> impl Future<Output = Result<Option<Bytes>, ApiError>> + Send;
+    fn get(
+        &self,
+        id: u64,
+        fresh: Freshness,
+    ) -> impl Future<Output = Result<Option<Bytes>, ApiError>> + Send;
 
     /// The body of `GET /health` (`{"status":"ok","tareas":N}` and more),
     /// or why this server is not healthy ([`ApiError::Unhealthy`]).
@@ -38,11 +58,13 @@ impl Tasks for Store {
         Ok(self.insert_one(entry).await??)
     }
 
-    async fn page(&self, after: u64, limit: usize) -> Result<Page, ApiError> {
+    // A single server's reads are always linearizable: they catch up with
+    // the file first.
+    async fn page(&self, after: u64, limit: usize, _: Freshness) -> Result<Page, ApiError> {
         Ok(Store::page(self, after, limit).await?)
     }
 
-    async fn get(&self, id: u64) -> Result<Option<Bytes>, ApiError> {
+    async fn get(&self, id: u64, _: Freshness) -> Result<Option<Bytes>, ApiError> {
         Ok(Store::get(self, id).await?)
     }
 

@@ -120,6 +120,13 @@ impl LogStore {
         })
     }
 
+    /// Whether the log holds nothing at all: no vote, no entry, no purge
+    /// (a new node, or one whose Raft directory was wiped).
+    pub fn is_empty(&self) -> bool {
+        let mem = self.mem();
+        mem.vote.is_none() && mem.entries.is_empty() && mem.purged.is_none()
+    }
+
     fn mem(&self) -> MutexGuard<'_, Mem> {
         self.shared.mem.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -1,7 +1,582 @@
 //! Cluster mode: the data file replicated by Raft over three or more nodes.
+//!
+//! Each node keeps its own `tasks.json`, in the format of a single server,
+//! as the state machine of a Raft log ([openraft], pinned, behind this
+//! module: nothing outside it names an openraft type).
+//!
+//! # Guarantees
+//!
+//! - **`201` means committed and durable.** A write is answered only once
+//!   its entry is in the log of a majority of voters, each of which had
+//!   `fdatasync`ed it before saying so ([`log`]), and once it is applied to
+//!   the answering node's own file ([`state_machine`]). A follower passes a
+//!   write to the leader and answers once it applied the entry itself.
+//! - **No leader, no acknowledgement.** With no leader or no quorum, a write
+//!   is answered `503` with `Retry-After` within [`WRITE_WAIT`]; never `201`
+//!   for a task that could be lost.
+//! - **One task, once, across failovers.** What could differ between nodes
+//!   is decided before the entry enters the log: the leader stamps
+//!   `creada_en`; ids and `Idempotency-Key` replays are decided by applying
+//!   the log in order. So every node's file is byte-identical once it
+//!   applied the same log, and a client's retry on a new leader, with the
+//!   same key, is answered with the first task.
+//! - **Linearizable reads.** `GET /tareas` and `GET /tareas/{id}` include
+//!   every task acknowledged by any node before they began: the leader
+//!   confirms it still leads (a round of heartbeats), a follower asks the
+//!   leader how far the log is committed and waits until it applied that far.
+//!   `?consistencia=local` skips that, for speed over freshness.
+//! - **Only members speak Raft.** Raft's requests go to `/raft/...` on the
+//!   ordinary port and must carry the cluster's secret and name the node
+//!   they are for ([`network`], [`routes`]).
+//! - **One cluster, created once.** See [`bootstrap`].
+//!
+//! # Layout
+//!
+//! - [`config`]: the node's id, the peers, the secret; checked at start-up.
+//! - [`types`]: what the log carries; openraft's type configuration.
+//! - [`log`]: the Raft log and vote, durable, in the Raft directory.
+//! - [`state_machine`]: the node's data file, fed by the log; snapshots.
+//! - [`network`]: Raft between nodes, over HTTP with the secret.
+//! - [`routes`]: the HTTP side: `/raft/...`, `/cluster`, membership calls.
+//! - [`bootstrap`]: starting a node, creating the cluster exactly once.
+
+pub mod bootstrap;
+pub mod config;
 pub mod log;
+pub mod network;
+pub mod routes;
 pub mod state_machine;
 pub mod types;
 
 #[cfg(test)]
 mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver as _;
+use openraft::errors::ForwardToLeader;
+use openraft::raft::linearizable_read::{Linearizer, ReadLogId};
+use openraft::ReadPolicy;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Freshness, Tasks};
+use crate::error::ApiError;
+use crate::store::{Inserted, NewEntry, Page, Replica};
+pub use config::ClusterConfig;
+use network::PeerClient;
+use types::{Applied, Proposed, Raft};
+
+/// Longest a request waits for a leader, a quorum, or its entry to be
+/// applied here, before it is answered `503`.
+pub const WRITE_WAIT: Duration = Duration::from_secs(10);
+/// Pause before asking again when there is no leader yet.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// A cheap-to-clone handle to this node of the cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// This node's Raft.
+    raft: Raft,
+    /// This node's data file, for reads (the state machine writes it).
+    replica: Replica,
+    /// This node's id.
+    me: u64,
+    /// Speaks to the other nodes.
+    peers: PeerClient,
+    /// Gauges of `/metrics`, refreshed from Raft's own metrics.
+    gauges: ClusterGauges,
+    /// The cluster's id, once this node knows it (see [`bootstrap`]).
+    identity: std::sync::Mutex<Option<String>>,
+    /// A node that came back empty gives no vote until its log reaches
+    /// this index (see [`bootstrap`]); 0 once it has.
+    vote_after: std::sync::atomic::AtomicU64,
+    /// The file system of the Raft directory.
+    fs: Arc<dyn crate::store::file::Fs>,
+    /// The Raft directory.
+    dir: std::path::PathBuf,
+}
+
+/// What `/metrics` shows of Raft.
+#[derive(Default, Clone)]
+struct ClusterGauges {
+    term: Gauge,
+    last_log_index: Gauge,
+    committed: Gauge,
+    applied: Gauge,
+    is_leader: Gauge,
+    /// Leader changes seen by this node.
+    leader_changes: Counter,
+    /// On the leader: the most entries a follower is behind.
+    max_follower_lag: Gauge,
+}
+
+/// What a follower learns from the leader about where a read must wait.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadIndex {
+    pub node_id: u64,
+    pub read_log_id: ReadLogId<types::TypeConfig>,
+    pub applied: Option<types::LogId>,
+}
+
+/// What became of a write proposed on a node.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Proposal {
+    /// Committed and applied there.
+    Done(Forwarded),
+    /// That node is not the leader: nothing was appended.
+    NotLeader,
+    /// The leader could not be reached: nothing was sent.
+    Unreachable(String),
+    /// Proposed, but leadership moved before an answer: it may or may not
+    /// be committed.
+    Uncertain(String),
+}
+
+/// The leader's answer to a write.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// What applying it answered.
+    pub applied: Applied,
+    /// Its log index, for the follower to wait until it applied it too.
+    pub index: u64,
+}
+
+impl Cluster {
+    /// This node's Raft handle, for the routes.
+    fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// Raft's view of this node, now.
+    fn metrics(&self) -> openraft::RaftMetrics<types::TypeConfig> {
+        self.inner.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Proposes `entry` on this node, if it is the leader.
+    async fn propose(&self, entry: NewEntry) -> Proposal {
+        if self.metrics().current_leader != Some(self.inner.me) {
+            // Certain: nothing was appended.
+            return Proposal::NotLeader;
+        }
+        let creada_en = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        match self
+            .inner
+            .raft
+            .client_write(Proposed { entry, creada_en })
+            .await
+        {
+            Ok(written) => Proposal::Done(Forwarded {
+                applied: written.data,
+                index: written.log_id.index(),
+            }),
+            // The entry may have been appended before leadership moved, and
+            // may yet be committed by the next leader.
+            Err(e) => Proposal::Uncertain(e.to_string()),
+        }
+    }
+
+    /// A write, wherever the leader is: proposed here if this node leads,
+    /// passed to the leader otherwise, retried while there is none, for at
+    /// most [`WRITE_WAIT`]. A write whose fate is uncertain (leadership moved
+    /// while it was in flight) is retried only when it has an
+    /// `Idempotency-Key`, which makes the retry find the first one if it was
+    /// committed after all; without a key it is answered `503`, since a
+    /// retry could store it twice.
+    async fn write(&self, entry: NewEntry) -> Result<Applied, ApiError> {
+        let deadline = Instant::now() + WRITE_WAIT;
+        let keyed = entry.idempotency_key.is_some();
+        let uncertain = |why: String| {
+            ApiError::Unavailable(format!(
+                "the leader changed while the task was being stored, and whether it was is not known ({why}); \
+                 send tasks with an Idempotency-Key, and a retry will find it if it was"
+            ))
+        };
+        let mut last_problem;
+        loop {
+            let leader = self.metrics().current_leader;
+            let outcome = match leader {
+                Some(leader) if leader == self.inner.me => self.propose(entry.clone()).await,
+                Some(leader) => match self.status().members.get(&leader.to_string()) {
+                    Some(addr) => self.forward(leader, addr, &entry).await,
+                    None => Proposal::NotLeader,
+                },
+                None => Proposal::NotLeader,
+            };
+            match outcome {
+                Proposal::Done(done) => {
+                    if leader != Some(self.inner.me) {
+                        self.wait_applied(done.index, deadline).await;
+                    }
+                    return Ok(done.applied);
+                }
+                Proposal::NotLeader => last_problem = "no leader with a quorum is known".to_owned(),
+                Proposal::Unreachable(why) => last_problem = why,
+                Proposal::Uncertain(why) if !keyed => return Err(uncertain(why)),
+                Proposal::Uncertain(why) => last_problem = why,
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(ApiError::Unavailable(format!(
+                    "no leader with a quorum took the task within {} s ({last_problem})",
+                    WRITE_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Passes a write to the leader.
+    async fn forward(&self, leader: u64, addr: &str, entry: &NewEntry) -> Proposal {
+        let answer: Result<Proposal, network::CallError> = self
+            .inner
+            .peers
+            .call(leader, addr, "write", entry, WRITE_WAIT)
+            .await;
+        match answer {
+            Ok(proposal) => proposal,
+            // Never sent: certain.
+            Err(network::CallError::Unreachable(_)) => {
+                Proposal::Unreachable(format!("the leader {leader} cannot be reached"))
+            }
+            // Sent, maybe taken: uncertain.
+            Err(e) => Proposal::Uncertain(format!("the leader {leader} did not answer: {e}")),
+        }
+    }
+
+    /// Waits until this node applied the entry at `index` (bounded: the
+    /// entry is committed whatever happens here).
+    async fn wait_applied(&self, index: u64, deadline: Instant) {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        let waited = self
+            .inner
+            .raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(index), "the forwarded write")
+            .await;
+        if waited.is_err() {
+            tracing::warn!(
+                index,
+                "a forwarded write is committed but not yet applied on this node"
+            );
+        }
+    }
+
+    /// Waits until a read started now would see every task acknowledged by
+    /// any node before now.
+    async fn read_barrier(&self) -> Result<(), ApiError> {
+        let deadline = Instant::now() + WRITE_WAIT;
+        let mut last_problem;
+        loop {
+            match self
+                .inner
+                .raft
+                .ensure_linearizable(ReadPolicy::ReadIndex)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => match e.forward_to_leader() {
+                    Some(ForwardToLeader {
+                        leader_id: Some(leader),
+                        leader_node: Some(node),
+                        ..
+                    }) if *leader != self.inner.me => {
+                        match self.follower_read(*leader, &node.addr, deadline).await {
+                            Ok(()) => return Ok(()),
+                            Err(problem) => last_problem = problem,
+                        }
+                    }
+                    Some(_) => {
+                        last_problem = "the leader is not known yet, or has no quorum".into()
+                    }
+                    None => last_problem = e.to_string(),
+                },
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(ApiError::Unavailable(format!(
+                    "no leader confirmed within {} s how far the log is committed ({last_problem}); \
+                     ?consistencia=local reads what this node holds without asking",
+                    WRITE_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// A follower's linearizable read: the leader says how far the log is
+    /// committed; this node waits until it applied that far.
+    async fn follower_read(
+        &self,
+        leader: u64,
+        addr: &str,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let index: Result<Result<ReadIndex, String>, _> = self
+            .inner
+            .peers
+            .call(leader, addr, "read-index", &(), WRITE_WAIT)
+            .await;
+        let index = match index {
+            Ok(Ok(index)) => index,
+            Ok(Err(refused)) => return Err(format!("the leader {leader} refused: {refused}")),
+            Err(e) => return Err(format!("the leader {leader} did not answer: {e}")),
+        };
+        let linearizer = Linearizer::new(index.node_id, index.read_log_id, index.applied);
+        let left = deadline.saturating_duration_since(Instant::now());
+        match linearizer
+            .try_await_ready(&self.inner.raft, Some(left))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err("this node did not catch up with the leader in time".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The leader's side of a follower's read: where the read must wait.
+    async fn read_index(&self) -> Result<ReadIndex, String> {
+        let linearizer = self
+            .inner
+            .raft
+            .get_read_linearizer(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ReadIndex {
+            node_id: *linearizer.node_id(),
+            read_log_id: *linearizer.read_log_id(),
+            applied: linearizer.applied().copied(),
+        })
+    }
+
+    /// The state of this node, as `GET /cluster` shows it.
+    pub fn status(&self) -> Status {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let learners: Vec<u64> = membership.learner_ids().collect();
+        let members: BTreeMap<String, String> = membership
+            .nodes()
+            .map(|(id, node)| (id.to_string(), node.addr.clone()))
+            .collect();
+        let replication = m.replication.as_ref().map(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != self.inner.me)
+                .map(|(id, matched)| (id.to_string(), matched.map(|l| l.index())))
+                .collect()
+        });
+        Status {
+            node_id: self.inner.me,
+            role: role(&m.state),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            leader_addr: m
+                .current_leader
+                .and_then(|l| members.get(&l.to_string()).cloned()),
+            last_log_index: m.last_log_index,
+            committed: m.local_committed.map(|l| l.index()),
+            applied: m.last_applied.map(|l| l.index()),
+            snapshot: m.snapshot.map(|l| l.index()),
+            voters,
+            learners,
+            members,
+            replication,
+        }
+    }
+
+    /// Keeps the `/metrics` gauges in step with Raft.
+    fn watch_metrics(&self) {
+        let cluster = self.clone();
+        let mut metrics = self.inner.raft.metrics();
+        tokio::spawn(async move {
+            let mut leader = None;
+            loop {
+                let m = metrics.borrow_and_update().clone();
+                let g = &cluster.inner.gauges;
+                g.term.set(m.current_term as i64);
+                g.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
+                g.committed
+                    .set(m.local_committed.map_or(0, |l| l.index()) as i64);
+                g.applied
+                    .set(m.last_applied.map_or(0, |l| l.index()) as i64);
+                g.is_leader
+                    .set(i64::from(m.current_leader == Some(cluster.inner.me)));
+                if m.current_leader != leader {
+                    if leader.is_some() || m.current_leader.is_some() {
+                        g.leader_changes.inc();
+                        tracing::info!(leader = ?m.current_leader, term = m.current_term, "the leader changed");
+                    }
+                    leader = m.current_leader;
+                }
+                let last = m.last_log_index.unwrap_or(0);
+                let lag = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| {
+                        r.values()
+                            .map(|matched| last - matched.map_or(0, |l| l.index()))
+                            .max()
+                    })
+                    .unwrap_or(0);
+                g.max_follower_lag.set(lag as i64);
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Prints the Raft log in `dir` as JSON lines (`taskserver raft-log`).
+    pub fn print_log(dir: &std::path::Path, mut out: impl std::io::Write) -> std::io::Result<()> {
+        for entry in log::read_entries(&crate::store::file::OsFs, dir)? {
+            serde_json::to_writer(&mut out, &types::describe(&entry))?;
+            writeln!(out)?;
+        }
+        Ok(())
+    }
+
+    /// A refusal of every vote while this node, back empty, has not caught
+    /// up with what was committed without it.
+    fn not_voting_yet(&self) -> Option<openraft::raft::VoteResponse<types::TypeConfig>> {
+        use std::sync::atomic::Ordering;
+        let after = self.inner.vote_after.load(Ordering::Relaxed);
+        if after == 0 {
+            return None;
+        }
+        let m = self.metrics();
+        if m.last_log_index.unwrap_or(0) >= after {
+            self.inner.vote_after.store(0, Ordering::Relaxed);
+            tracing::info!(
+                index = after,
+                "caught up with what was committed: this node votes again"
+            );
+            return None;
+        }
+        let last = m.last_applied.max(m.snapshot);
+        Some(openraft::raft::VoteResponse::new(m.vote, last, false))
+    }
+
+    /// Stops Raft (at shutdown).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft did not stop cleanly");
+        }
+    }
+}
+
+/// `GET /cluster`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub node_id: u64,
+    pub role: &'static str,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub leader_addr: Option<String>,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub snapshot: Option<u64>,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub members: BTreeMap<String, String>,
+    /// On the leader: each follower's matched log index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<BTreeMap<String, Option<u64>>>,
+}
+
+fn role(state: &openraft::ServerState) -> &'static str {
+    match state {
+        openraft::ServerState::Leader => "leader",
+        openraft::ServerState::Candidate => "candidate",
+        openraft::ServerState::Learner => "learner",
+        openraft::ServerState::Follower => "follower",
+        openraft::ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl Tasks for Cluster {
+    async fn insert(&self, entry: NewEntry) -> Result<Inserted, ApiError> {
+        match self.write(entry).await?.into_result() {
+            Some(answer) => Ok(answer?),
+            None => Err(ApiError::Unavailable(
+                "the entry was applied without an answer (this node restarted meanwhile)".into(),
+            )),
+        }
+    }
+
+    async fn page(&self, after: u64, limit: usize, fresh: Freshness) -> Result<Page, ApiError> {
+        if fresh == Freshness::Linearizable {
+            self.read_barrier().await?;
+        }
+        Ok(self.inner.replica.page(after, limit).await?)
+    }
+
+    async fn get(&self, id: u64, fresh: Freshness) -> Result<Option<Bytes>, ApiError> {
+        if fresh == Freshness::Linearizable {
+            self.read_barrier().await?;
+        }
+        Ok(self.inner.replica.get(id).await?)
+    }
+
+    async fn health(&self) -> Result<serde_json::Value, ApiError> {
+        let m = self.metrics();
+        if let Err(fatal) = &m.running_state {
+            return Err(ApiError::Unhealthy(format!(
+                "Raft stopped on this node ({fatal}); the process exits so that it can be restarted"
+            )));
+        }
+        let tareas = self.inner.replica.count().await?;
+        Ok(serde_json::json!({
+            "status": "ok",
+            "tareas": tareas,
+            "node_id": self.inner.me,
+            "role": role(&m.state),
+            "leader_id": m.current_leader,
+        }))
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        self.inner.replica.stats().register(registry);
+        let g = &self.inner.gauges;
+        registry.register("raft_term", "The Raft term this node is in", g.term.clone());
+        registry.register(
+            "raft_last_log_index",
+            "Index of the last entry in this node's log",
+            g.last_log_index.clone(),
+        );
+        registry.register(
+            "raft_committed_index",
+            "Index of the last entry this node knows committed",
+            g.committed.clone(),
+        );
+        registry.register(
+            "raft_applied_index",
+            "Index of the last entry applied to this node's data file",
+            g.applied.clone(),
+        );
+        registry.register(
+            "raft_is_leader",
+            "1 on the leader, 0 elsewhere",
+            g.is_leader.clone(),
+        );
+        registry.register(
+            "raft_leader_changes",
+            "Changes of leader this node saw",
+            g.leader_changes.clone(),
+        );
+        registry.register(
+            "raft_max_follower_lag",
+            "On the leader: entries the furthest follower is behind",
+            g.max_follower_lag.clone(),
+        );
+    }
+}

@@ -117,3 +117,35 @@ pub fn position(log_id: &LogId) -> RaftPosition {
 pub fn log_id(position: RaftPosition) -> LogId {
     openraft::LogId::new_term_index(position.term, position.index)
 }
+
+/// An entry as `taskserver raft-log` prints it: index, term, and what it
+/// carries.
+pub fn describe(entry: &Entry) -> serde_json::Value {
+    use openraft::entry::RaftEntry;
+    let log_id = entry.log_id();
+    let (kind, detail) = match &entry.payload {
+        openraft::EntryPayload::Blank => ("blank", serde_json::Value::Null),
+        openraft::EntryPayload::Normal(p) => (
+            "task",
+            serde_json::json!({
+                "task": p.entry.task,
+                "idempotency_key": p.entry.idempotency_key,
+                "creada_en": p.creada_en,
+            }),
+        ),
+        openraft::EntryPayload::Membership(m) => (
+            "membership",
+            serde_json::json!({
+                "voters": m.voter_ids().collect::<Vec<_>>(),
+                "learners": m.learner_ids().collect::<Vec<_>>(),
+                "nodes": m.nodes().map(|(id, n)| (id.to_string(), n.addr.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+            }),
+        ),
+    };
+    serde_json::json!({
+        "index": log_id.index(),
+        "term": log_id.committed_leader_id().term,
+        "kind": kind,
+        "entry": detail,
+    })
+}

@@ -1,0 +1,321 @@
+//! Cluster mode, through the real binary: three (and four) processes on
+//! loopback, each with its own directory. Every test checks that nothing
+//! acknowledged is lost or stored twice, and that the nodes' files are
+//! byte-identical once the cluster is quiet.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use testkit::cluster::{LocalCluster, SECRET};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn start(n: u64) -> LocalCluster {
+    LocalCluster::start(common::binary(), n).unwrap_or_else(|r| panic!("a node did not start: {r}"))
+}
+
+/// POSTs a task with a key to node `via`: the status and body.
+async fn post(cluster: &LocalCluster, via: u64, titulo: &str, key: &str) -> (u16, Value) {
+    testkit::http::post(&common::client(), &cluster.url(via), titulo, Some(key))
+        .await
+        .unwrap_or_else(|e| panic!("POST to node {via}: {e}"))
+}
+
+/// POSTs a new task and checks it was acknowledged: 201, or 200 when a
+/// change of leader made the node retry it and the retry found it stored
+/// (what its key is for); its id.
+async fn store(cluster: &LocalCluster, via: u64, titulo: &str, key: &str) -> u64 {
+    let (status, body) = post(cluster, via, titulo, key).await;
+    assert!(
+        status == 201 || status == 200,
+        "{titulo} via node {via}: {status} {body}"
+    );
+    assert_eq!(body["titulo"], titulo);
+    body["id"].as_u64().unwrap()
+}
+
+/// Every node's file, once quiet: all equal, a valid array; its tasks.
+fn identical_files(cluster: &LocalCluster) -> Vec<Value> {
+    let Some(files) = cluster.wait_until_quiet(PATIENCE) else {
+        let statuses: Vec<_> = cluster
+            .running()
+            .iter()
+            .map(|&id| cluster.status(id))
+            .collect();
+        let logs: Vec<String> = cluster
+            .running()
+            .iter()
+            .map(|&id| {
+                format!(
+                    "--- node {id}\n{}",
+                    cluster.node(id).map(|n| n.log()).unwrap_or_default()
+                )
+            })
+            .collect();
+        panic!(
+            "the nodes did not apply everything committed: {statuses:?}\n{}",
+            logs.join("\n")
+        );
+    };
+    let mut bytes = files.values();
+    let first = bytes.next().expect("a node").clone();
+    for (id, other) in &files {
+        assert!(
+            *other == first,
+            "node {id}'s file differs:\n{}\n---\n{}",
+            String::from_utf8_lossy(other),
+            String::from_utf8_lossy(&first)
+        );
+    }
+    testkit::datafile::parse_tasks(&first).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Titles of `tasks`, each once (duplicates fail the test).
+fn titles(tasks: &[Value]) -> BTreeMap<String, u64> {
+    let mut titles = BTreeMap::new();
+    for t in tasks {
+        let titulo = t["titulo"].as_str().unwrap().to_owned();
+        assert!(
+            titles
+                .insert(titulo.clone(), t["id"].as_u64().unwrap())
+                .is_none(),
+            "{titulo} stored twice"
+        );
+    }
+    titles
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_through_any_node_are_on_every_node_in_the_same_bytes() {
+    let cluster = start(3);
+    let leader = cluster.wait_for_leader(PATIENCE).expect("a leader");
+    let status = cluster.status(leader).unwrap();
+    assert_eq!(status["role"], "leader");
+    assert_eq!(status["voters"], json!([1, 2, 3]));
+
+    let mut acked = BTreeMap::new();
+    let sends = (0..30).map(|i| {
+        let via = 1 + i % 3;
+        let cluster = &cluster;
+        async move {
+            (
+                i,
+                store(cluster, via, &format!("t{i}"), &format!("k{i}")).await,
+            )
+        }
+    });
+    for (i, id) in futures::future::join_all(sends).await {
+        acked.insert(format!("t{i}"), id);
+    }
+    // A read on any node, right after, sees every acknowledged task.
+    for id in 1..=3 {
+        let ids = common::list_ids(&common::client(), &cluster.url(id)).await;
+        assert_eq!(ids.len(), 30, "node {id}");
+    }
+    let tasks = identical_files(&cluster);
+    assert_eq!(
+        titles(&tasks),
+        acked,
+        "every acknowledged task, once, under its id"
+    );
+    assert_eq!(tasks.last().unwrap()["id"], 30);
+    // The operation log on every node, readable while the node runs.
+    let log = std::process::Command::new(common::binary())
+        .args(["raft-log", "--raft-dir"])
+        .arg(cluster.raft_dir(2))
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.iter().filter(|l| l["kind"] == "task").count(), 30);
+    assert_eq!(lines[0]["kind"], "membership");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_leader_is_replaced_a_retry_finds_its_task_and_the_node_catches_up() {
+    let mut cluster = start(3);
+    let leader = cluster.wait_for_leader(PATIENCE).expect("a leader");
+    let other = (1..=3).find(|&id| id != leader).unwrap();
+    let first = store(&cluster, leader, "before the kill", "retry-me").await;
+
+    cluster.kill9(leader);
+    // A client's retry on another node, with the same key: the first task.
+    let (status, again) = post(&cluster, other, "before the kill", "retry-me").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], first);
+    let new_leader = cluster.wait_for_leader(PATIENCE).expect("a new leader");
+    assert_ne!(new_leader, leader);
+    store(&cluster, other, "after the kill", "new").await;
+
+    cluster.restart(leader).unwrap();
+    let tasks = identical_files(&cluster);
+    assert_eq!(titles(&tasks).len(), 2, "two tasks, none twice");
+    assert_eq!(cluster.status(leader).unwrap()["role"], "follower");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_node_catches_up_and_no_second_cluster_is_made() {
+    let mut cluster = start(3);
+    cluster.wait_for_leader(PATIENCE).expect("a leader");
+    for i in 0..10 {
+        store(&cluster, 1 + i % 3, &format!("t{i}"), &format!("k{i}")).await;
+    }
+    let cluster_id = |cluster: &LocalCluster, id: u64| -> Value {
+        let text = std::fs::read_to_string(cluster.raft_dir(id).join("node.json")).unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()["cluster_id"].clone()
+    };
+    let before = cluster_id(&cluster, 1);
+    assert!(before.is_string());
+    // Wipe a follower, and then the node that created the cluster.
+    for victim in [3, 1] {
+        cluster.kill9(victim);
+        cluster.wipe(victim);
+        cluster.restart(victim).unwrap();
+        store(
+            &cluster,
+            2,
+            &format!("after wiping {victim}"),
+            &format!("w{victim}"),
+        )
+        .await;
+        let tasks = identical_files(&cluster);
+        assert_eq!(titles(&tasks).len(), 10 + if victim == 3 { 1 } else { 2 });
+        assert_eq!(
+            cluster_id(&cluster, victim),
+            before,
+            "it rejoined the same cluster"
+        );
+        let status = cluster.status(victim).unwrap();
+        assert_eq!(status["voters"], json!([1, 2, 3]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_is_added_promoted_and_another_removed_under_writes() {
+    let mut cluster = start(3);
+    cluster.wait_for_leader(PATIENCE).expect("a leader");
+    for i in 0..5 {
+        store(&cluster, 1, &format!("t{i}"), &format!("k{i}")).await;
+    }
+    cluster.add_node(4).unwrap();
+    let addr = cluster.addr(4);
+    let (status, body) = cluster.admin(
+        2,
+        "POST",
+        "/cluster/learners",
+        Some(json!({"id": 4, "addr": addr})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cluster"]["learners"], json!([4]));
+    let (status, body) = cluster.admin(3, "POST", "/cluster/voters", Some(json!({"id": 4})));
+    assert_eq!(status, 200, "{body}");
+    store(&cluster, 4, "written through the new voter", "n4").await;
+    let (status, body) = cluster.admin(4, "DELETE", "/cluster/members/3", None);
+    assert_eq!(status, 200, "{body}");
+    cluster.kill9(3);
+    let leader = cluster.wait_for_leader(PATIENCE).expect("a leader");
+    let voters = cluster.status(leader).unwrap()["voters"].clone();
+    assert_eq!(voters, json!([1, 2, 4]));
+    store(&cluster, 1, "after the removal", "r").await;
+    let tasks = identical_files(&cluster);
+    assert_eq!(titles(&tasks).len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_members_speak_raft_and_a_stranger_changes_nothing() {
+    let cluster = start(3);
+    let leader = cluster.wait_for_leader(PATIENCE).expect("a leader");
+    let term = cluster.status(1).unwrap()["term"].clone();
+    let http = common::client();
+    // A vote request for a huge term, as a disruptive stranger would send.
+    let vote = json!({"vote": {"leader_id": {"term": 9999, "node_id": 7}, "committed": false},
+                      "last_log_id": null, "leadership_transfer": false});
+    let cases = [
+        (None, "1", 401),
+        (Some("a-wrong-secret-of-some-length"), "1", 401),
+        (Some(SECRET), "2", 421),
+    ];
+    for (secret, to, expected) in cases {
+        let mut req = http
+            .post(format!("{}/raft/vote", cluster.url(1)))
+            .json(&vote)
+            .header("x-raft-to", to);
+        if let Some(secret) = secret {
+            req = req.bearer_auth(secret);
+        }
+        let status = req.send().await.unwrap().status().as_u16();
+        assert_eq!(status, expected, "secret {secret:?}, to {to}");
+    }
+    let (status, _) = {
+        let res = http
+            .post(format!("{}/cluster/leader", cluster.url(1)))
+            .json(&json!({"id": 2}))
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), ())
+    };
+    assert_eq!(status, 401, "membership calls need the secret");
+    assert_eq!(cluster.status(1).unwrap()["term"], term, "nothing changed");
+    assert_eq!(cluster.wait_for_leader(PATIENCE), Some(leader));
+}
+
+#[test]
+fn bad_configuration_fails_at_start_up_saying_what_to_change() {
+    let (dir, data) = common::data_dir();
+    let run = |args: &[&str], secret: Option<&str>| {
+        let mut cmd = testkit::process::bare_command(common::binary());
+        cmd.args(["--bind", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(args);
+        cmd.env_remove("TASKSERVER_CLUSTER_SECRET");
+        if let Some(secret) = secret {
+            cmd.env("TASKSERVER_CLUSTER_SECRET", secret);
+        }
+        let refused = testkit::process::Server::spawn(cmd)
+            .err()
+            .expect("it must refuse to start");
+        assert!(refused.status.is_some_and(|s| !s.success()));
+        refused.log
+    };
+    let cases = [
+        (
+            vec!["--node-id", "1", "--peers", "1=a:1,1=b:2"],
+            Some(SECRET),
+            "names node 1 twice",
+        ),
+        (
+            vec!["--node-id", "4", "--peers", "1=a:1,2=b:2"],
+            Some(SECRET),
+            "is not in --peers",
+        ),
+        (
+            vec!["--node-id", "1", "--peers", "1=a:1"],
+            None,
+            "TASKSERVER_CLUSTER_SECRET is not set",
+        ),
+        (
+            vec!["--node-id", "1"],
+            Some(SECRET),
+            "--peers (TASKSERVER_PEERS) is missing",
+        ),
+    ];
+    for (args, secret, says) in cases {
+        let log = run(&args, secret);
+        assert!(log.contains(says), "{args:?}: {log}");
+    }
+    // Another node's Raft directory.
+    let raft = dir.path().join("raft");
+    std::fs::create_dir_all(&raft).unwrap();
+    std::fs::write(raft.join("node.json"), r#"{"node_id":2,"cluster_id":"x"}"#).unwrap();
+    let log = run(
+        &["--node-id", "3", "--peers", "3=127.0.0.1:1"],
+        Some(SECRET),
+    );
+    assert!(log.contains("belongs to node 2, not to node 3"), "{log}");
+}

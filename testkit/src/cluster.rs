@@ -1,0 +1,304 @@
+//! A cluster of real `taskserver` processes on loopback, each with its own
+//! directory (data file and Raft directory), for the tests and campaigns of
+//! cluster mode.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::process::{Refused, Server};
+
+/// The secret the nodes share in tests.
+pub const SECRET: &str = "testkit-cluster-secret-0123456789";
+
+/// A cluster of processes; nodes are numbered from 1.
+pub struct LocalCluster {
+    binary: PathBuf,
+    /// Keeps the directories until the cluster is dropped.
+    _root: tempfile::TempDir,
+    root: PathBuf,
+    /// Node id to its port, for every node ever started.
+    ports: BTreeMap<u64, u16>,
+    /// The initial voters, as `--peers` gives them.
+    peers: String,
+    /// The running processes.
+    nodes: BTreeMap<u64, Server>,
+    /// Extra environment for every node (timing, log filter).
+    env: Vec<(String, String)>,
+}
+
+/// A free port on 127.0.0.1 (free when asked: another program may take it
+/// before the node listens, which then fails loudly).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl LocalCluster {
+    /// Starts `n` nodes of the binary at `binary`, all initial voters.
+    pub fn start(binary: &Path, n: u64) -> Result<LocalCluster, Refused> {
+        LocalCluster::start_with(binary, n, &[])
+    }
+
+    /// [`LocalCluster::start`] with extra environment for every node.
+    pub fn start_with(
+        binary: &Path,
+        n: u64,
+        env: &[(&str, &str)],
+    ) -> Result<LocalCluster, Refused> {
+        let root = tempfile::Builder::new()
+            .prefix("testkit-cluster-")
+            .tempdir()
+            .expect("a temporary directory");
+        let ports: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
+        let peers = ports
+            .iter()
+            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = LocalCluster {
+            binary: binary.to_owned(),
+            root: root.path().to_owned(),
+            _root: root,
+            ports,
+            peers,
+            nodes: BTreeMap::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        // All at once, as a compose file starts them: each waits for the
+        // others to answer before the cluster is created.
+        let ids: Vec<u64> = cluster.ports.keys().copied().collect();
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|&id| {
+                let cmd = cluster.command(id);
+                std::thread::spawn(move || (id, Server::spawn(cmd)))
+            })
+            .collect();
+        for handle in handles {
+            let (id, server) = handle.join().expect("a starting thread");
+            cluster.nodes.insert(id, server?);
+        }
+        Ok(cluster)
+    }
+
+    /// Starts a new node `id`, not an initial voter: its `--peers` are the
+    /// initial voters and itself. It waits, empty, to be added as a learner.
+    pub fn add_node(&mut self, id: u64) -> Result<(), Refused> {
+        self.ports.insert(id, free_port());
+        let server = Server::spawn(self.command(id))?;
+        self.nodes.insert(id, server);
+        Ok(())
+    }
+
+    /// The command that starts node `id` with the cluster's peers.
+    pub fn command(&self, id: u64) -> Command {
+        let mut cmd = crate::process::bare_command(&self.binary);
+        let bind = format!("127.0.0.1:{}", self.ports[&id]);
+        let peers = if self.peers.contains(&format!("{id}=")) {
+            self.peers.clone()
+        } else {
+            format!("{},{id}={}", self.peers, self.addr(id))
+        };
+        cmd.args(["--bind", &bind, "--node-id", &id.to_string()])
+            .env("TASKSERVER_PEERS", peers)
+            .arg("--data")
+            .arg(self.data(id))
+            .arg("--raft-dir")
+            .arg(self.raft_dir(id))
+            .env("TASKSERVER_CLUSTER_SECRET", SECRET);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Node `id`'s directory.
+    pub fn dir(&self, id: u64) -> PathBuf {
+        self.root.join(format!("node{id}"))
+    }
+
+    /// Node `id`'s data file.
+    pub fn data(&self, id: u64) -> PathBuf {
+        let dir = self.dir(id);
+        std::fs::create_dir_all(&dir).expect("a node directory");
+        dir.join("tasks.json")
+    }
+
+    /// Node `id`'s Raft directory.
+    pub fn raft_dir(&self, id: u64) -> PathBuf {
+        self.dir(id).join("raft")
+    }
+
+    /// `http://127.0.0.1:<port>` of node `id`.
+    pub fn url(&self, id: u64) -> String {
+        format!("http://127.0.0.1:{}", self.ports[&id])
+    }
+
+    /// `host:port` of node `id`, as the membership names it.
+    pub fn addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.ports[&id])
+    }
+
+    /// The ids of the running nodes.
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// The running process of node `id`.
+    pub fn node(&self, id: u64) -> Option<&Server> {
+        self.nodes.get(&id)
+    }
+
+    /// `kill -9` of node `id`.
+    pub fn kill9(&mut self, id: u64) {
+        if let Some(server) = self.nodes.remove(&id) {
+            server.kill9();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT of node `id`.
+    pub fn pause(&self, id: u64, paused: bool) {
+        if let Some(server) = self.nodes.get(&id) {
+            let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill(2) of our own child.
+            unsafe { libc::kill(server.pid(), signal) };
+        }
+    }
+
+    /// Starts node `id` again (after a kill, or for a node never started:
+    /// a new one, which must then be added as a learner).
+    pub fn restart(&mut self, id: u64) -> Result<(), Refused> {
+        if let std::collections::btree_map::Entry::Vacant(e) = self.ports.entry(id) {
+            e.insert(free_port());
+        }
+        let server = Server::spawn(self.command(id))?;
+        self.nodes.insert(id, server);
+        Ok(())
+    }
+
+    /// Removes node `id`'s data file and Raft directory (it must be down).
+    pub fn wipe(&mut self, id: u64) {
+        assert!(
+            !self.nodes.contains_key(&id),
+            "wipe a node only while it is down"
+        );
+        let _ = std::fs::remove_dir_all(self.dir(id));
+    }
+
+    /// `GET /cluster` of node `id`, `None` if it does not answer.
+    pub fn status(&self, id: u64) -> Option<Value> {
+        get_json(&format!("{}/cluster", self.url(id)))
+    }
+
+    /// The leader every running node that answers agrees on, once one is
+    /// there; `None` after `limit`.
+    pub fn wait_for_leader(&self, limit: Duration) -> Option<u64> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let leaders: Vec<Option<u64>> = self
+                .running()
+                .iter()
+                .filter_map(|&id| self.status(id))
+                .map(|s| s["leader_id"].as_u64())
+                .collect();
+            if let Some(Some(leader)) = leaders.first() {
+                if leaders.iter().all(|l| l == &Some(*leader)) && self.nodes.contains_key(leader) {
+                    return Some(*leader);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every running node applied as far as the leader
+    /// committed, and returns each node's data file then.
+    pub fn wait_until_quiet(&self, limit: Duration) -> Option<BTreeMap<u64, Vec<u8>>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let statuses: Vec<Value> = self
+                .running()
+                .iter()
+                .filter_map(|&id| self.status(id))
+                .collect();
+            let committed = statuses
+                .iter()
+                .filter_map(|s| s["committed"].as_u64())
+                .max();
+            if statuses.len() == self.nodes.len()
+                && committed.is_some()
+                && statuses.iter().all(|s| s["applied"].as_u64() == committed)
+            {
+                return Some(
+                    self.running()
+                        .into_iter()
+                        .map(|id| (id, std::fs::read(self.data(id)).unwrap_or_default()))
+                        .collect(),
+                );
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A membership call (`POST /cluster/learners` ...) to node `via`, with
+    /// the secret; the status and the JSON answer.
+    pub fn admin(&self, via: u64, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url(via));
+        let mut args = vec![
+            "-s".to_owned(),
+            "-m".into(),
+            "180".into(),
+            "-o".into(),
+            "-".into(),
+            "-w".into(),
+            "\n%{http_code}".into(),
+            "-X".into(),
+            method.into(),
+            "-H".into(),
+            format!("Authorization: Bearer {SECRET}"),
+        ];
+        if let Some(body) = body {
+            args.extend([
+                "-H".into(),
+                "Content-Type: application/json".into(),
+                "-d".into(),
+                body.to_string(),
+            ]);
+        }
+        args.push(url);
+        let output = Command::new("curl")
+            .args(&args)
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// A GET of `url` as JSON, `None` if it fails (short time limit).
+fn get_json(url: &str) -> Option<Value> {
+    let output = Command::new("curl")
+        .args(["-s", "-f", "-m", "2", url])
+        .output()
+        .ok()?;
+    serde_json::from_slice(&output.stdout).ok()
+}
