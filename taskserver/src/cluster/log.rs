@@ -456,6 +456,11 @@ fn decode(bytes: &[u8]) -> io::Result<(Vec<(u64, Entry)>, SegmentEnd)> {
         };
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len == 0 {
+            // No entry is empty: zeros where the disk kept nothing (the CRC
+            // of nothing is 0, so the check below would pass them).
+            return Ok((entries, torn("zeros where a record should start")));
+        }
         let Some(json) = bytes.get(at + 8..at + 8 + len) else {
             return Ok((entries, torn("a record cut short")));
         };
