@@ -19,7 +19,10 @@ use reqwest::Url;
 #[derive(Debug, Parser)]
 #[command(name = "clientemulator", version)]
 pub struct Args {
-    /// Base URL of the server; tasks go to URL/tareas.
+    /// Base URL of the server; tasks go to URL/tareas. Several URLs,
+    /// comma-separated (the nodes of a cluster), spread the tasks over them:
+    /// a refused connection, a 5xx or no answer moves the retry to the next
+    /// one, and the read-back checks every one.
     #[arg(long, env = "SERVER_URL", default_value = "http://127.0.0.1:9000")]
     pub url: String,
 
@@ -79,15 +82,38 @@ pub enum Mode {
     Duration(Duration),
 }
 
+/// One server of `--url`: its base URL and what is derived from it once.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// The base URL, kept for the report and for messages.
+    pub base_url: Url,
+    /// Where tasks are posted and read back.
+    pub tasks_url: Url,
+    /// What `--wait` polls.
+    pub health_url: Url,
+}
+
+impl Server {
+    fn new(raw: &str) -> Result<Server, UsageError> {
+        let base_url = parse_base_url(raw)?;
+        let join = |path| {
+            base_url
+                .join(path)
+                .expect("a relative path joins any http URL")
+        };
+        Ok(Server {
+            tasks_url: join("tareas"),
+            health_url: join("health"),
+            base_url,
+        })
+    }
+}
+
 /// A checked run configuration: everything [`crate::run`] needs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The server's base URL, kept for the report and for messages.
-    pub base_url: Url,
-    /// Where tasks are posted and read back, derived once from `base_url`.
-    pub tasks_url: Url,
-    /// What `--wait` polls, derived once from `base_url`.
-    pub health_url: Url,
+    /// The servers tasks go to: one, or the nodes of a cluster.
+    pub servers: Vec<Server>,
     /// A count or a time: decides when the workers stop taking new tasks.
     pub mode: Mode,
     /// Number of workers, and so the most requests in flight and the pool size.
@@ -146,13 +172,19 @@ const MAX_CLIENT_ID_CHARS: usize = 100;
 impl Args {
     /// Checks the arguments and derives what the run needs.
     pub fn into_config(self) -> Result<Config, UsageError> {
-        let base_url = parse_base_url(&self.url)?;
-        let tasks_url = base_url
-            .join("tareas")
-            .expect("a relative path joins any http URL");
-        let health_url = base_url
-            .join("health")
-            .expect("a relative path joins any http URL");
+        let servers = self
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(Server::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        if servers.is_empty() {
+            return Err(UsageError::BadUrl {
+                url: self.url.clone(),
+                reason: "no URL in it".into(),
+            });
+        }
 
         let mode = match self.duration {
             Some(d) if d.is_zero() => return Err(UsageError::NoDuration),
@@ -193,9 +225,7 @@ impl Args {
         }
 
         Ok(Config {
-            base_url,
-            tasks_url,
-            health_url,
+            servers,
             mode,
             concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
             rate: self.rate,
@@ -332,6 +362,32 @@ mod tests {
             prefixed.join("tareas").unwrap().as_str(),
             "http://h/api/tareas"
         );
+    }
+
+    #[test]
+    fn several_urls_are_the_nodes_of_a_cluster() {
+        let c = config(&[
+            "--url",
+            "http://n1:9000, http://n2:9000/tareas,http://n3:9000/",
+        ])
+        .unwrap();
+        let urls: Vec<&str> = c.servers.iter().map(|s| s.tasks_url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://n1:9000/tareas",
+                "http://n2:9000/tareas",
+                "http://n3:9000/tareas"
+            ]
+        );
+        assert!(matches!(
+            config(&["--url", " , "]),
+            Err(UsageError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            config(&["--url", "http://a:1,https://b:2"]),
+            Err(UsageError::UnsupportedScheme(..))
+        ));
     }
 
     #[test]

@@ -91,18 +91,20 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, ClientError> {
         .map_err(ClientError::Build)
 }
 
-/// Polls `GET /health` until it answers 2xx or `wait` is over; returns how
-/// long that took. Compose starts the clients together with the server, so
-/// the first polls are expected to be refused.
+/// Polls `GET /health` of each server in turn until one answers 2xx or
+/// `wait` is over; returns how long that took. Compose starts the clients
+/// together with the server, so the first polls are expected to be refused.
+/// With several servers (a cluster) one that answers is enough to begin.
 pub async fn wait_for_server(
     http: &reqwest::Client,
-    health_url: &Url,
+    health_urls: &[Url],
     wait: Duration,
 ) -> Result<Duration, ClientError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(50);
     let mut told = false;
-    loop {
+    for turn in 0usize.. {
+        let health_url = &health_urls[turn % health_urls.len()];
         let remaining = wait.saturating_sub(started.elapsed());
         // A server that accepts connections but hangs must not eat the whole
         // wait in one poll, nor be given less than a moment to answer.
@@ -137,9 +139,12 @@ pub async fn wait_for_server(
             );
             told = true;
         }
-        tokio::time::sleep(pause.min(wait - waited)).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
+        if (turn + 1) % health_urls.len() == 0 {
+            tokio::time::sleep(pause.min(wait - waited)).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
     }
+    unreachable!("the loop ends by returning")
 }
 
 /// Sends the run's tasks and returns what happened. Every problem with a
@@ -156,7 +161,11 @@ pub async fn send(config: &Config, stop: impl Future<Output = ()>) -> Result<Loa
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Instant::now();
     let shared = Arc::new(Shared {
-        target: Target::new(&config.tasks_url, config.timeout),
+        targets: config
+            .servers
+            .iter()
+            .map(|s| Target::new(&s.tasks_url, config.timeout))
+            .collect(),
         template: TaskTemplate::new(&config.client_id, &config.run_id),
         next_index: AtomicU64::new(0),
         limit: match config.mode {
@@ -180,7 +189,7 @@ pub async fn send(config: &Config, stop: impl Future<Output = ()>) -> Result<Loa
     for thread in 0..threads {
         // Workers are dealt out evenly: thread t runs workers t, t+threads, ...
         let workers = (config.concurrency - thread).div_ceil(threads);
-        match LoadThread::start(thread, workers, shared.clone(), stop_rx.clone()) {
+        match LoadThread::start(thread, threads, workers, shared.clone(), stop_rx.clone()) {
             Ok(started) => load_threads.push(started),
             Err(error) => {
                 // Threads already started must not go on sending unseen.
@@ -239,6 +248,7 @@ struct LoadThread {
 impl LoadThread {
     fn start(
         thread: usize,
+        threads: usize,
         workers: usize,
         shared: Arc<Shared>,
         stop: watch::Receiver<bool>,
@@ -254,8 +264,12 @@ impl LoadThread {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     runtime.block_on(async {
                         let mut set = JoinSet::new();
-                        for _ in 0..workers {
+                        for k in 0..workers {
+                            // Worker number thread + k * threads, spread
+                            // over the servers.
+                            let number = thread + k * threads;
                             let worker = Worker {
+                                server: number % shared.targets.len(),
                                 shared: shared.clone(),
                                 connection: Connection::default(),
                                 shard: thread,
@@ -289,8 +303,9 @@ impl LoadThread {
 
 /// State shared by all workers of a run, on every load thread.
 struct Shared {
-    /// Where tasks are posted, and the time limit of one attempt.
-    target: Target,
+    /// Where tasks are posted (one per server), and the time limit of one
+    /// attempt.
+    targets: Vec<Target>,
     /// Builds each task's body and key without reformatting the fixed parts.
     template: TaskTemplate,
     /// The next task index to hand out; indexes are dense from 0, so that a
@@ -333,6 +348,8 @@ enum Attempt {
 
 /// One worker: the run's shared state, its own connection, its thread's shard.
 struct Worker {
+    /// Which of the servers it sends to now.
+    server: usize,
     /// The task counter, schedule, ledger and counters of the whole run.
     shared: Arc<Shared>,
     /// Kept alive from task to task, and only this worker uses it.
@@ -407,8 +424,11 @@ impl Worker {
             match self.attempt(body.clone(), key.clone(), started).await {
                 Attempt::Acknowledged => return TaskOutcome::Acknowledged,
                 Attempt::Refused => break,
-                Attempt::Retryable => {}
-                Attempt::NoAnswer => maybe_stored = true,
+                Attempt::Retryable => self.next_server(),
+                Attempt::NoAnswer => {
+                    maybe_stored = true;
+                    self.next_server();
+                }
             }
             if attempt == self.shared.retries {
                 break;
@@ -424,10 +444,24 @@ impl Worker {
         }
     }
 
+    /// After a refused connection, a 5xx or no answer, the retry goes to
+    /// the next server (a cluster's node that may be up, or lead), with the
+    /// same body and key.
+    fn next_server(&mut self) {
+        let servers = self.shared.targets.len();
+        if servers > 1 {
+            self.server = (self.server + 1) % servers;
+            self.connection = Connection::default();
+        }
+    }
+
     /// One POST. Its status (and, when acknowledged, the task's latency from
     /// `started`) is recorded under a single lock of the thread's shard.
     async fn attempt(&mut self, body: Bytes, key: HeaderValue, started: Instant) -> Attempt {
-        let answer = self.connection.post(&self.shared.target, body, key).await;
+        let answer = self
+            .connection
+            .post(&self.shared.targets[self.server], body, key)
+            .await;
         let mut counters = self.shared.recorder.shard(self.shard);
         match answer {
             Ok(status) => {

@@ -118,12 +118,17 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<Repor
     let waited = if config.wait.is_zero() {
         Duration::ZERO
     } else {
-        client::wait_for_server(&http, &config.health_url, config.wait).await?
+        let health: Vec<_> = config
+            .servers
+            .iter()
+            .map(|s| s.health_url.clone())
+            .collect();
+        client::wait_for_server(&http, &health, config.wait).await?
     };
     let load = client::send(&config, stop).await?;
     let (verification, verify_time) = if config.verify {
         let started = Instant::now();
-        let result = verify::read_back(&http, &config, &load.ledger).await;
+        let result = verify::read_back_all(&http, &config, &load.ledger).await;
         (Some(result), started.elapsed())
     } else {
         (None, Duration::ZERO)

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{Config, Mode};
 use crate::client::Load;
-use crate::verify::{Verification, VerifyError};
+use crate::verify::{NodeCheck, Verification, VerifyError};
 use crate::Exit;
 
 /// Everything a run found out.
@@ -92,6 +92,21 @@ pub struct Report {
     pub success: bool,
     /// The one-line summary.
     pub verdict: String,
+    /// With several servers (a cluster's nodes): what each one's read-back
+    /// found; the counts above are the worst of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeReport>,
+}
+
+/// One server's read-back, when there are several.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub url: String,
+    /// `None` when it could not be read (`error` says why).
+    pub verified: Option<u64>,
+    pub lost: Option<u64>,
+    pub duplicated: Option<u64>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,7 +165,7 @@ impl Report {
         config: &Config,
         waited: Duration,
         load: &Load,
-        verification: Option<Result<Verification, VerifyError>>,
+        verification: Option<Result<(Verification, Vec<NodeCheck>), VerifyError>>,
         verify_time: Duration,
     ) -> Self {
         let ledger = &load.ledger;
@@ -167,16 +182,45 @@ impl Report {
             Mode::Count(n) => (RunMode::Count, Some(n)),
             Mode::Duration(_) => (RunMode::Duration, None),
         };
-        let (state, counts, verify_error) = match verification {
-            None => (VerificationState::Skipped, None, None),
-            Some(Ok(v)) => (VerificationState::Done, Some(v), None),
-            Some(Err(e)) => (VerificationState::Failed, None, Some(e.to_string())),
+        let (state, counts, verify_error, checks) = match verification {
+            None => (VerificationState::Skipped, None, None, Vec::new()),
+            Some(Ok((v, checks))) => (VerificationState::Done, Some(v), None, checks),
+            Some(Err(e)) => (
+                VerificationState::Failed,
+                None,
+                Some(e.to_string()),
+                Vec::new(),
+            ),
         };
+        let nodes = checks
+            .into_iter()
+            .map(|c| match c.result {
+                Ok(v) => NodeReport {
+                    url: c.url.to_string(),
+                    verified: Some(v.verified),
+                    lost: Some(v.lost),
+                    duplicated: Some(v.duplicated),
+                    error: None,
+                },
+                Err(e) => NodeReport {
+                    url: c.url.to_string(),
+                    verified: None,
+                    lost: None,
+                    duplicated: None,
+                    error: Some(e.to_string()),
+                },
+            })
+            .collect();
         let pick = |f: fn(&Verification) -> u64| counts.as_ref().map(f);
         let mut report = Report {
             client_id: config.client_id.clone(),
             run_id: config.run_id.clone(),
-            url: config.base_url.to_string(),
+            url: config
+                .servers
+                .iter()
+                .map(|s| s.base_url.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             mode,
             planned,
             concurrency: config.concurrency as u64,
@@ -220,6 +264,7 @@ impl Report {
                 .map(|(k, m)| (k.name().to_owned(), m.clone()))
                 .collect(),
             interrupted: load.interrupted,
+            nodes,
             success: false,
             verdict: String::new(),
         };
@@ -460,6 +505,17 @@ impl fmt::Display for Report {
                 self.found.unwrap_or(0)
             )?,
         }
+        for node in &self.nodes {
+            match (&node.error, node.verified, node.lost, node.duplicated) {
+                (Some(error), ..) => writeln!(f, "{:<14}{}: not read ({error})", "", node.url)?,
+                (None, Some(v), Some(l), Some(d)) => writeln!(
+                    f,
+                    "{:<14}{}: {v} stored once, {l} lost, {d} duplicated",
+                    "", node.url
+                )?,
+                _ => {}
+            }
+        }
         writeln!(f)?;
         writeln!(f, "{}", self.verdict)
     }
@@ -514,7 +570,7 @@ mod tests {
             &config(&["-n", "100"]),
             Duration::ZERO,
             &load(100, &[]),
-            Some(Ok(verified(100))),
+            Some(Ok((verified(100), Vec::new()))),
             Duration::ZERO,
         );
         assert!(report.success);
@@ -542,7 +598,7 @@ mod tests {
             &cfg,
             Duration::ZERO,
             &load(10, &[]),
-            Some(Ok(lost)),
+            Some(Ok((lost, Vec::new()))),
             Duration::ZERO,
         );
         assert_eq!((r.success, r.exit_status()), (false, Exit::Failed));
@@ -556,7 +612,7 @@ mod tests {
             &cfg,
             Duration::ZERO,
             &load(10, &[]),
-            Some(Ok(dup)),
+            Some(Ok((dup, Vec::new()))),
             Duration::ZERO,
         );
         assert!(!r.success);
@@ -566,7 +622,7 @@ mod tests {
             &cfg,
             Duration::ZERO,
             &timed_out,
-            Some(Ok(verified(9))),
+            Some(Ok((verified(9), Vec::new()))),
             Duration::ZERO,
         );
         assert!(!r.success);
@@ -609,7 +665,7 @@ mod tests {
             &config(&["-z", "10s"]),
             Duration::ZERO,
             &nothing,
-            Some(Ok(verified(0))),
+            Some(Ok((verified(0), Vec::new()))),
             Duration::ZERO,
         );
         assert!(!r.success);
@@ -624,7 +680,7 @@ mod tests {
             &config(&["-n", "10"]),
             Duration::ZERO,
             &partial,
-            Some(Ok(verified(4))),
+            Some(Ok((verified(4), Vec::new()))),
             Duration::ZERO,
         );
         assert!(!r.success);

@@ -79,16 +79,68 @@ pub struct StoredTask {
 /// reads get at least this long whatever `--timeout` says.
 const MIN_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads every stored task and tallies this run's.
+/// What the read-back of one server of several found.
+#[derive(Debug)]
+pub struct NodeCheck {
+    /// The server's base URL.
+    pub url: Url,
+    /// Its tally, or why it could not be read.
+    pub result: Result<Verification, VerifyError>,
+}
+
+/// Reads every server back. With one server, its verification. With
+/// several (the nodes of a cluster), each one that answers must hold every
+/// acknowledged task exactly once: the tally is the worst of them, and a
+/// node that cannot be read (one a student just killed) is reported, and
+/// fails the run only if no node can be read.
+pub async fn read_back_all(
+    http: &reqwest::Client,
+    config: &Config,
+    ledger: &Ledger,
+) -> Result<(Verification, Vec<NodeCheck>), VerifyError> {
+    let mut checks = Vec::new();
+    for server in &config.servers {
+        let result = read_back(http, &server.tasks_url, config, ledger).await;
+        checks.push(NodeCheck {
+            url: server.base_url.clone(),
+            result,
+        });
+    }
+    let mut worst: Option<Verification> = None;
+    for v in checks.iter().filter_map(|c| c.result.as_ref().ok()) {
+        worst = Some(match worst {
+            None => *v,
+            Some(w) => Verification {
+                tasks_read: w.tasks_read.max(v.tasks_read),
+                found: w.found.max(v.found),
+                verified: w.verified.min(v.verified),
+                lost: w.lost.max(v.lost),
+                duplicated: w.duplicated.max(v.duplicated),
+                stored_unacknowledged: w.stored_unacknowledged.max(v.stored_unacknowledged),
+                unexpected: w.unexpected.max(v.unexpected),
+            },
+        });
+    }
+    match worst {
+        Some(worst) => Ok((worst, if checks.len() > 1 { checks } else { Vec::new() })),
+        None => Err(checks
+            .into_iter()
+            .find_map(|c| c.result.err())
+            .expect("at least one server")),
+    }
+}
+
+/// Reads every task stored at `tasks_url` and tallies this run's.
 pub async fn read_back(
     http: &reqwest::Client,
+    tasks_url: &Url,
     config: &Config,
     ledger: &Ledger,
 ) -> Result<Verification, VerifyError> {
     let mut tally = Tally::new(&config.client_id, &config.run_id, ledger.issued());
     let mut after = 0u64;
     loop {
-        let mut url = config.tasks_url.clone();
+        let mut url = tasks_url.clone();
         url.query_pairs_mut()
             .append_pair("despues_de", &after.to_string())
             .append_pair("limite", &config.page_size.to_string());
