@@ -52,11 +52,44 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
+        // Measured on loopback, kill -9 of the leader under load to the
+        // slowest request: 300-600 ms gave 1.05-1.11 s, 200-400 ms
+        // 0.67-0.84 s, 150-300 ms 0.54-0.70 s (bench/RESULTS.md has the
+        // full run). 200-400 keeps a margin for a loaded machine.
         Timing {
-            heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 800,
+            heartbeat_ms: 50,
+            election_min_ms: 200,
+            election_max_ms: 400,
         }
+    }
+}
+
+impl Timing {
+    /// The default, or `TASKSERVER_RAFT_HEARTBEAT_MS` and
+    /// `TASKSERVER_RAFT_ELECTION_MS` (`MIN-MAX`) when set.
+    pub fn from_env() -> Result<Timing, ConfigError> {
+        let mut timing = Timing::default();
+        if let Ok(text) = std::env::var("TASKSERVER_RAFT_HEARTBEAT_MS") {
+            timing.heartbeat_ms = text.trim().parse().map_err(|_| {
+                ConfigError::BadTiming(format!("TASKSERVER_RAFT_HEARTBEAT_MS={text}"))
+            })?;
+        }
+        if let Ok(text) = std::env::var("TASKSERVER_RAFT_ELECTION_MS") {
+            let bad = || ConfigError::BadTiming(format!("TASKSERVER_RAFT_ELECTION_MS={text}"));
+            let (min, max) = text.split_once('-').ok_or_else(bad)?;
+            timing.election_min_ms = min.trim().parse().map_err(|_| bad())?;
+            timing.election_max_ms = max.trim().parse().map_err(|_| bad())?;
+        }
+        if timing.heartbeat_ms == 0
+            || timing.election_min_ms <= timing.heartbeat_ms
+            || timing.election_max_ms <= timing.election_min_ms
+        {
+            return Err(ConfigError::BadTiming(format!(
+                "heartbeat {} ms, election {}-{} ms",
+                timing.heartbeat_ms, timing.election_min_ms, timing.election_max_ms
+            )));
+        }
+        Ok(timing)
     }
 }
 
@@ -85,6 +118,8 @@ pub enum ConfigError {
         "{SECRET_ENV} is {0} characters long; use at least {MIN_SECRET}, the same on every node"
     )]
     ShortSecret(usize),
+    #[error("Raft's timing {0} is not usable: the election timeout must be a range MIN-MAX of milliseconds with MIN below MAX and above the heartbeat, such as TASKSERVER_RAFT_HEARTBEAT_MS=50 TASKSERVER_RAFT_ELECTION_MS=300-600")]
+    BadTiming(String),
 }
 
 impl ClusterConfig {
@@ -117,7 +152,7 @@ impl ClusterConfig {
             raft_dir,
             data,
             secret: secret.into(),
-            timing: Timing::default(),
+            timing: Timing::from_env()?,
         })
     }
 
