@@ -106,7 +106,10 @@ pub async fn run(
 }
 
 /// Serves a cluster node: the API over the cluster, its `/raft/...` and
-/// `/cluster` routes, until `shutdown` completes; then stops Raft.
+/// `/cluster` routes, until `shutdown` completes; then stops Raft. Should
+/// Raft stop on its own (a storage error), it stops the same way and returns
+/// [`RunError::StoreFailed`]: the node exits non-zero, is restarted, and
+/// catches up from its log and its peers.
 pub async fn run_cluster(
     listener: tokio::net::TcpListener,
     node: cluster::Cluster,
@@ -116,11 +119,29 @@ pub async fn run_cluster(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "taskserver listening (cluster mode)");
     let app = app(node.clone()).merge(cluster::routes::router(node.clone(), secret));
-    serve(listener, app, shutdown).await;
+    let failure = std::sync::Arc::new(std::sync::OnceLock::new());
+    let stop = {
+        let (node, failure) = (node.clone(), failure.clone());
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                reason = node.failed() => {
+                    tracing::error!(%reason, "Raft stopped on this node; shutting down");
+                    let _ = failure.set(reason);
+                }
+            }
+        }
+    };
+    serve(listener, app, stop).await;
     tracing::info!("no longer accepting; stopping Raft");
     node.shutdown().await;
-    tracing::info!("shutdown complete");
-    Ok(())
+    match failure.get() {
+        Some(reason) => Err(RunError::StoreFailed(reason.as_str().into())),
+        None => {
+            tracing::info!("shutdown complete");
+            Ok(())
+        }
+    }
 }
 
 /// The accept loop: serves `app` on `listener` until `shutdown` completes,

@@ -319,3 +319,76 @@ fn bad_configuration_fails_at_start_up_saying_what_to_change() {
     );
     assert!(log.contains("belongs to node 2, not to node 3"), "{log}");
 }
+
+/// A node whose disk fills (a file-size limit: its writes fail with EFBIG)
+/// cannot apply what its log committed: Raft stops, and the process exits
+/// `1` rather than answering `503` forever, so that Docker's restart policy
+/// starts it again. Started again with room, it has every task it
+/// acknowledged, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_writes_fail_exits_and_loses_nothing() {
+    let (dir, data) = common::data_dir();
+    let port = testkit::cluster::free_port();
+    let node = |limit: Option<u64>| {
+        let mut cmd = testkit::process::bare_command(common::binary());
+        cmd.args(["--bind", &format!("127.0.0.1:{port}"), "--node-id", "1"])
+            .args(["--peers", &format!("1=127.0.0.1:{port}")])
+            .arg("--data")
+            .arg(&data)
+            .arg("--raft-dir")
+            .arg(dir.path().join("raft"))
+            .env("TASKSERVER_CLUSTER_SECRET", SECRET);
+        if let Some(bytes) = limit {
+            testkit::process::limit_file_size(&mut cmd, bytes);
+        }
+        common::Server::spawn(cmd).unwrap_or_else(|r| panic!("the node did not start: {r}"))
+    };
+    let mut server = node(Some(64 * 1024));
+    let url = server.url();
+    let http = common::client();
+    let mut acknowledged = Vec::new();
+    for i in 0..2000 {
+        let titulo = format!("task {i}");
+        match testkit::http::post(&http, &url, &titulo, Some(&format!("k{i}"))).await {
+            Ok((201 | 200, body)) => acknowledged.push(body["id"].as_u64().unwrap()),
+            Ok((503, body)) => {
+                println!("refused after {i} tasks: {body}");
+                break;
+            }
+            Ok((status, body)) => panic!("task {i}: {status} {body}"),
+            Err(e) => {
+                println!("no answer after {i} tasks: {e}");
+                break;
+            }
+        }
+    }
+    assert!(
+        acknowledged.len() > 10 && acknowledged.len() < 2000,
+        "the limit stops the writes after some tasks ({} acknowledged)",
+        acknowledged.len()
+    );
+    assert!(
+        testkit::wait_until(PATIENCE, || !server.is_running()),
+        "the node kept running with Raft stopped; its log:\n{}",
+        server.log()
+    );
+    let log = server.log();
+    let status = server.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("Raft stopped on this node"), "{log}");
+
+    let again = node(None);
+    let ids = testkit::http::list_ids(&http, &again.url()).await.unwrap();
+    for id in &acknowledged {
+        assert_eq!(
+            ids.iter().filter(|i| *i == id).count(),
+            1,
+            "acknowledged task {id} is there once"
+        );
+    }
+    println!(
+        "{} acknowledged before the disk filled; {} stored after the restart",
+        acknowledged.len(),
+        ids.len()
+    );
+}

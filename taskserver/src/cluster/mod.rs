@@ -203,6 +203,7 @@ impl Cluster {
         };
         let mut last_problem;
         loop {
+            self.running()?;
             let leader = self.metrics().current_leader;
             let outcome = match leader {
                 Some(leader) if leader == self.inner.me => self.propose(entry.clone()).await,
@@ -278,6 +279,7 @@ impl Cluster {
         let deadline = Instant::now() + WRITE_WAIT;
         let mut last_problem;
         loop {
+            self.running()?;
             match self
                 .inner
                 .raft
@@ -465,6 +467,34 @@ impl Cluster {
         Some(openraft::raft::VoteResponse::new(m.vote, last, false))
     }
 
+    /// `Err` once Raft stopped on this node for good: nothing that needs
+    /// it can succeed here any more.
+    fn running(&self) -> Result<(), ApiError> {
+        match &self.metrics().running_state {
+            Ok(()) => Ok(()),
+            Err(fatal) => Err(ApiError::Unhealthy(format!(
+                "Raft stopped on this node ({fatal}); the process exits so that it can be \
+                 restarted, and catches up then: send the request to another node (with the same \
+                 Idempotency-Key, for a POST)"
+            ))),
+        }
+    }
+
+    /// Completes when Raft stopped on this node for good (its log or data
+    /// file could not be written, say), with the reason. Until then, every
+    /// request that needs Raft would only wait and fail.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "Raft stopped".to_owned();
+            }
+        }
+    }
+
     /// Stops Raft (at shutdown).
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
@@ -528,12 +558,8 @@ impl Tasks for Cluster {
     }
 
     async fn health(&self) -> Result<serde_json::Value, ApiError> {
+        self.running()?;
         let m = self.metrics();
-        if let Err(fatal) = &m.running_state {
-            return Err(ApiError::Unhealthy(format!(
-                "Raft stopped on this node ({fatal}); the process exits so that it can be restarted"
-            )));
-        }
         let tareas = self.inner.replica.count().await?;
         Ok(serde_json::json!({
             "status": "ok",
