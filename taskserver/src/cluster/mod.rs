@@ -140,6 +140,10 @@ pub enum Proposal {
     /// Proposed, but leadership moved before an answer: it may or may not
     /// be committed.
     Uncertain(String),
+    /// That node leads but has not heard from a majority for longer than
+    /// its lease: it is cut off, and another node may lead by now. The
+    /// entry, if it was proposed, may or may not be committed.
+    NoQuorum(String),
 }
 
 /// The leader's answer to a write.
@@ -162,26 +166,79 @@ impl Cluster {
         self.inner.raft.metrics().borrow_watched().clone()
     }
 
-    /// Proposes `entry` on this node, if it is the leader.
-    async fn propose(&self, entry: NewEntry) -> Proposal {
+    /// Proposes `entry` on this node, if it is the leader, waiting at most
+    /// until `deadline` for a quorum to take it (a leader cut off from the
+    /// others would wait forever).
+    async fn propose(&self, entry: NewEntry, deadline: Instant) -> Proposal {
         if self.metrics().current_leader != Some(self.inner.me) {
             // Certain: nothing was appended.
             return Proposal::NotLeader;
         }
         let creada_en = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        match self
-            .inner
-            .raft
-            .client_write(Proposed { entry, creada_en })
-            .await
-        {
-            Ok(written) => Proposal::Done(Forwarded {
+        let write = self.inner.raft.client_write(Proposed { entry, creada_en });
+        let written = tokio::select! {
+            written = tokio::time::timeout_at(deadline.into(), write) => written,
+            why = self.cut_off() => return Proposal::NoQuorum(why),
+        };
+        match written {
+            Ok(Ok(written)) => Proposal::Done(Forwarded {
                 applied: written.data,
                 index: written.log_id.index(),
             }),
             // The entry may have been appended before leadership moved, and
             // may yet be committed by the next leader.
-            Err(e) => Proposal::Uncertain(e.to_string()),
+            Ok(Err(e)) => Proposal::Uncertain(e.to_string()),
+            Err(_) => Proposal::Uncertain(format!(
+                "no quorum took the entry within {} s",
+                WRITE_WAIT.as_secs()
+            )),
+        }
+    }
+
+    /// Completes once this node, the leader, has heard from no majority for
+    /// longer than twice its lease (the longest election timeout): it is cut
+    /// off from the others, which may have elected another leader. Checked
+    /// at every heartbeat interval; never, for a lone voter.
+    async fn cut_off(&self) -> String {
+        use openraft::Instant as _;
+        let config = self.inner.raft.config();
+        let limit = Duration::from_millis(2 * config.election_timeout_max);
+        let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_interval));
+        loop {
+            tick.tick().await;
+            let m = self.metrics();
+            if m.current_leader != Some(self.inner.me) {
+                return "this node no longer leads".into();
+            }
+            // A lone voter is its own majority (openraft's lease holds).
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            if voters == [self.inner.me] {
+                continue;
+            }
+            if let Some(acked) = &m.last_quorum_acked {
+                if acked.elapsed() > limit {
+                    return format!(
+                        "node {} leads but has heard from no majority of the voters for {} ms: \
+                         it is cut off from them, and another node may lead now",
+                        self.inner.me,
+                        acked.elapsed().as_millis()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Completes once this node no longer sees `leader` as the leader (it
+    /// started an election, or heard of a newer leader).
+    async fn leader_moved_from(&self, leader: u64) {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if metrics.borrow_and_update().current_leader != Some(leader) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
         }
     }
 
@@ -206,9 +263,11 @@ impl Cluster {
             self.running()?;
             let leader = self.metrics().current_leader;
             let outcome = match leader {
-                Some(leader) if leader == self.inner.me => self.propose(entry.clone()).await,
+                Some(leader) if leader == self.inner.me => {
+                    self.propose(entry.clone(), deadline).await
+                }
                 Some(leader) => match self.status().members.get(&leader.to_string()) {
-                    Some(addr) => self.forward(leader, addr, &entry).await,
+                    Some(addr) => self.forward(leader, addr, &entry, deadline).await,
                     None => Proposal::NotLeader,
                 },
                 None => Proposal::NotLeader,
@@ -224,6 +283,15 @@ impl Cluster {
                 Proposal::Unreachable(why) => last_problem = why,
                 Proposal::Uncertain(why) if !keyed => return Err(uncertain(why)),
                 Proposal::Uncertain(why) => last_problem = why,
+                // Cut off here: answered at once, so that the client goes
+                // to another node (a retry with the key finds the task).
+                Proposal::NoQuorum(why) if leader == Some(self.inner.me) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "{why}; send the task to another node"
+                    )))
+                }
+                Proposal::NoQuorum(why) if !keyed => return Err(uncertain(why)),
+                Proposal::NoQuorum(why) => last_problem = why,
             }
             if Instant::now() + RETRY_PAUSE >= deadline {
                 return Err(ApiError::Unavailable(format!(
@@ -235,13 +303,27 @@ impl Cluster {
         }
     }
 
-    /// Passes a write to the leader.
-    async fn forward(&self, leader: u64, addr: &str, entry: &NewEntry) -> Proposal {
-        let answer: Result<Proposal, network::CallError> = self
-            .inner
-            .peers
-            .call(leader, addr, "write", entry, WRITE_WAIT)
-            .await;
+    /// Passes a write to the leader. Should this node stop seeing it as the
+    /// leader meanwhile (it went silent: killed, stopped, cut off), the
+    /// answer is not waited for: the write is uncertain, and retried
+    /// through the next leader when it has a key.
+    async fn forward(
+        &self,
+        leader: u64,
+        addr: &str,
+        entry: &NewEntry,
+        deadline: Instant,
+    ) -> Proposal {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let call = self.inner.peers.call(leader, addr, "write", entry, left);
+        let answer: Result<Proposal, network::CallError> = tokio::select! {
+            answer = call => answer,
+            () = self.leader_moved_from(leader) => {
+                return Proposal::Uncertain(format!(
+                    "the leader {leader} went silent while it had the task"
+                ));
+            }
+        };
         match answer {
             Ok(proposal) => proposal,
             // Never sent: certain.
@@ -280,12 +362,16 @@ impl Cluster {
         let mut last_problem;
         loop {
             self.running()?;
-            match self
-                .inner
-                .raft
-                .ensure_linearizable(ReadPolicy::ReadIndex)
-                .await
-            {
+            let confirmed = self.inner.raft.ensure_linearizable(ReadPolicy::ReadIndex);
+            // A leader cut off from the others could wait for them forever.
+            let Ok(confirmed) = tokio::time::timeout_at(deadline.into(), confirmed).await else {
+                return Err(ApiError::Unavailable(format!(
+                    "no quorum confirmed within {} s that this node still leads; \
+                     ?consistencia=local reads what this node holds without asking",
+                    WRITE_WAIT.as_secs()
+                )));
+            };
+            match confirmed {
                 Ok(_) => return Ok(()),
                 Err(e) => match e.forward_to_leader() {
                     Some(ForwardToLeader {
@@ -323,11 +409,14 @@ impl Cluster {
         addr: &str,
         deadline: Instant,
     ) -> Result<(), String> {
-        let index: Result<Result<ReadIndex, String>, _> = self
-            .inner
-            .peers
-            .call(leader, addr, "read-index", &(), WRITE_WAIT)
-            .await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let call = self.inner.peers.call(leader, addr, "read-index", &(), left);
+        let index: Result<Result<ReadIndex, String>, _> = tokio::select! {
+            index = call => index,
+            () = self.leader_moved_from(leader) => {
+                return Err(format!("the leader {leader} went silent"));
+            }
+        };
         let index = match index {
             Ok(Ok(index)) => index,
             Ok(Err(refused)) => return Err(format!("the leader {leader} refused: {refused}")),

@@ -180,9 +180,11 @@ async fn snapshot(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> 
     )
 }
 
-/// A write a follower passed on: proposed here, if this node still leads.
+/// A write a follower passed on: proposed here, if this node still leads
+/// (within the time the follower waits).
 async fn write(State(node): State<Node>, Json(entry): Json<NewEntry>) -> Json<super::Proposal> {
-    Json(node.cluster.propose(entry).await)
+    let deadline = std::time::Instant::now() + super::WRITE_WAIT;
+    Json(node.cluster.propose(entry, deadline).await)
 }
 
 async fn read_index(State(node): State<Node>) -> Json<Result<super::ReadIndex, String>> {
