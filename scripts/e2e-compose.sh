@@ -43,37 +43,12 @@ readonly ROOT
 readonly TASKS_PER_CLIENT=100 # the compose file's default, which we test
 readonly P99_LIMIT_MS=500     # no request of the burst may wait for a SYN retransmission (1 s)
 
-say() { echo "e2e-compose: $*"; }
+E2E_NAME=e2e-compose
+E2E_DEFAULT_TIMEOUT=1500
+E2E_COMPOSE_FILE=docker-compose.yml
+# shellcheck source=lib/e2e.sh
+source "$ROOT/scripts/lib/e2e.sh"
 
-if ! docker info >/dev/null 2>&1; then
-    say "=================================================================="
-    say "SKIPPED: \`docker info\` does not answer, so no Docker test ran."
-    say "=================================================================="
-    [[ "${E2E_REQUIRE_DOCKER:-}" == 1 ]] && exit 1
-    exit 0
-fi
-
-# Compose v2 (`docker compose`) when present, else Debian's docker-compose 1.29;
-# the compose file is written for both.
-if docker compose version >/dev/null 2>&1; then
-    compose_cmd=(docker compose)
-elif command -v docker-compose >/dev/null; then
-    compose_cmd=(docker-compose)
-elif [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    say "installing docker-compose from Debian's packages"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
-    compose_cmd=(docker-compose)
-else
-    say "ERROR: neither \`docker compose\` nor \`docker-compose\` is installed"
-    exit 1
-fi
-command -v python3 >/dev/null || { say "ERROR: python3 is needed to read JSON"; exit 1; }
-
-# --- our own names, so that nothing of the user's is touched -----------------
-project="tareas-e2e-$$"
-work="$(mktemp -d "${TMPDIR:-/tmp}/tareas-e2e.XXXXXX")"
-export COMPOSE_PROJECT_NAME="$project"
 export TASKSERVER_CONTAINER="$project-server"
 export TASKSERVER_IMAGE="taskserver-e2e:local"
 TASKSERVER_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -84,79 +59,7 @@ server="$TASKSERVER_CONTAINER"
 network="${project}_ticsnet"
 data="$work/tasks.json"
 
-# `-f` also keeps a docker-compose.override.yml from being read.
-compose_cmd+=(-f "$work/docker-compose.yml")
-compose() { "${compose_cmd[@]}" "$@"; }
-
-# Bounded in time: every slow step runs through `bounded SECS COMMAND...`, which
-# gives it at most SECS and never more than what is left of E2E_TIMEOUT. The
-# step runs in the background and we `wait` for it, so that Ctrl-C or the
-# timeout stops the script at once; cleanup then stops the step too.
-deadline=$((SECONDS + ${E2E_TIMEOUT:-1500}))
-step_pid=""
-bounded() {
-    local secs="$1" left=$((deadline - SECONDS)) status=0
-    shift
-    if ((left <= 0)); then
-        say "out of time: E2E_TIMEOUT (${E2E_TIMEOUT:-1500} s) ran out"
-        exit 124
-    fi
-    ((secs < left)) || secs=$left
-    timeout --kill-after=10 "$secs" "$@" &
-    step_pid=$!
-    wait "$step_pid" || status=$?
-    step_pid=""
-    ((status != 124)) || say "timed out after $secs s: $*"
-    return "$status"
-}
-
-cleanup() {
-    local status=$?
-    # `timeout` runs in a process group of its own: stop it and its children.
-    if [[ -n "$step_pid" ]]; then
-        kill -TERM -- "-$step_pid" 2>/dev/null || true
-    fi
-    if [[ "${E2E_KEEP:-}" == 1 ]]; then
-        say "E2E_KEEP=1: left project $project running from $work"
-        say "  clean up with: (cd $work && ${compose_cmd[*]} down -v) && rm -rf $work"
-    else
-        timeout 120 "${compose_cmd[@]}" down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
-        rm -rf "$work"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'say "interrupted"; exit 130' INT TERM
-
-# --- checks --------------------------------------------------------------------
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    echo "  ok    $*"
-}
-# A failed check ends the run, after showing what the containers said.
-fail() {
-    failed=$((failed + 1))
-    echo "  FAIL  $*"
-    echo "--- compose ps ---"
-    compose ps -a || true
-    echo "--- last logs ---"
-    compose logs --no-color --tail=40 || true
-    say "$passed passed, $failed failed"
-    exit 1
-}
-# check DESCRIPTION COMMAND...: the command's success is the check.
-check() {
-    local what="$1"
-    shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
-phase() {
-    echo
-    say "--- $* ($((SECONDS)) s since start)"
-}
-
+# Not cached as the library's: a second `compose up` may make new containers.
 cid() { compose ps -a -q "$1"; }
 exit_code() { docker inspect --format '{{.State.ExitCode}}' "$1"; }
 health() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1"; }
@@ -262,18 +165,13 @@ run_clients() {
 }
 
 # --- 0. a copy of the project, with an empty tasks.json ----------------------
-phase "project copy in $work"
-# Everything but build output, git data, the user's data and .env (whose
-# settings would change what we test).
-tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./tasks.json \
-    --exclude='./*.torn-*' --exclude=./.env -cf - . | tar -C "$work" -xf -
+copy_project
 printf '[]\n' >"$data"
-echo "        compose: ${compose_cmd[*]}; project $project; port 127.0.0.1:$TASKSERVER_PORT"
+echo "        port 127.0.0.1:$TASKSERVER_PORT"
 
 # --- 1. base images and the image ----------------------------------------------
+base_images
 if [[ "${E2E_LOCAL_BASE:-1}" != 0 ]]; then
-    phase "base images"
-    bounded 900 "$ROOT/scripts/docker-base-images.sh" "$work/Dockerfile" || fail "making the base images"
     mapfile -t base_images < <(awk 'toupper($1) == "FROM" && $2 ~ /:/ { print $2 }' "$work/Dockerfile")
     for image in "${base_images[@]}"; do
         check "base image $image is here" docker image inspect "$image" >/dev/null

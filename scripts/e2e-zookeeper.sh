@@ -34,111 +34,19 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 
-say() { echo "e2e-zookeeper: $*"; }
+E2E_NAME=e2e-zookeeper
+E2E_DEFAULT_TIMEOUT=900
+E2E_COMPOSE_FILE=docker-compose.zookeeper.yml
+# shellcheck source=lib/e2e.sh
+source "$ROOT/scripts/lib/e2e.sh"
 
-if ! docker info >/dev/null 2>&1; then
-    say "=================================================================="
-    say "SKIPPED: \`docker info\` does not answer, so the ZooKeeper compose demo was not tested."
-    say "=================================================================="
-    [[ "${E2E_REQUIRE_DOCKER:-}" == 1 ]] && exit 1
-    exit 0
-fi
-if docker compose version >/dev/null 2>&1; then
-    compose_cmd=(docker compose)
-elif command -v docker-compose >/dev/null; then
-    compose_cmd=(docker-compose)
-else
-    say "ERROR: neither \`docker compose\` nor \`docker-compose\` is installed (scripts/e2e-compose.sh installs the latter)"
-    exit 1
-fi
-
-project="coordination-e2e-$$"
-work="$(mktemp -d "${TMPDIR:-/tmp}/coordination-e2e.XXXXXX")"
-export COMPOSE_PROJECT_NAME="$project"
 export TASKSERVER_IMAGE="coordination-e2e:local"
 # The compose file's defaults are what we test.
 unset ADDS SESSION_TIMEOUT COMPOSE_FILE
-compose_cmd+=(-f "$work/docker-compose.zookeeper.yml")
-compose() { "${compose_cmd[@]}" "$@"; }
 
-deadline=$((SECONDS + ${E2E_TIMEOUT:-900}))
-step_pid=""
-# bounded SECS COMMAND...: at most SECS, and never past E2E_TIMEOUT.
-bounded() {
-    local secs="$1" left=$((deadline - SECONDS)) status=0
-    shift
-    ((left > 0)) || { say "out of time: E2E_TIMEOUT (${E2E_TIMEOUT:-900} s) ran out"; exit 124; }
-    ((secs < left)) || secs=$left
-    timeout --kill-after=10 "$secs" "$@" &
-    step_pid=$!
-    wait "$step_pid" || status=$?
-    step_pid=""
-    ((status != 124)) || say "timed out after $secs s: $*"
-    return "$status"
-}
-
-cleanup() {
-    local status=$?
-    if [[ -n "$step_pid" ]]; then
-        kill -TERM -- "-$step_pid" 2>/dev/null || true
-    fi
-    if [[ "${E2E_KEEP:-}" == 1 ]]; then
-        say "E2E_KEEP=1: left project $project running from $work"
-        say "  clean up with: (cd $work && ${compose_cmd[*]} down -v) && rm -rf $work"
-    else
-        timeout 120 "${compose_cmd[@]}" down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
-        rm -rf "$work"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'say "interrupted"; exit 130' INT TERM
-
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    echo "  ok    $*"
-}
-fail() {
-    failed=$((failed + 1))
-    echo "  FAIL  $*"
-    echo "--- compose ps ---"
-    compose ps -a || true
-    echo "--- last logs ---"
-    compose logs --no-color --tail=30 || true
-    say "$passed passed, $failed failed"
-    exit 1
-}
-check() {
-    local what="$1"
-    shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
-}
-phase() {
-    echo
-    say "--- $* ($SECONDS s since start)"
-}
-
-# Container ids, looked up once each (docker-compose 1.29 takes a second a call).
-declare -A ids=()
-cid() {
-    [[ -n "${ids[$1]:-}" ]] || ids[$1]="$(compose ps -a -q "$1")"
-    echo "${ids[$1]}"
-}
 state() { docker inspect --format '{{.State.Status}} {{.State.ExitCode}}' "$(cid "$1")"; }
 # The stdout lines of a service so far.
 lines() { docker logs "$(cid "$1")" 2>/dev/null; }
-
-# wait_for SECS DESCRIPTION COMMAND...: polls COMMAND every 0.25 s.
-wait_for() {
-    local secs="$1" what="$2" until=$((SECONDS + $1))
-    shift 2
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < until && SECONDS < deadline)) || fail "$what (waited $secs s)"
-        sleep 0.25
-    done
-}
 
 # leaders: the contenders whose last line is `leader cN`.
 leaders() {
@@ -168,17 +76,10 @@ zkcli() {
 }
 
 # --- 0. a copy of the project -------------------------------------------------
-phase "project copy in $work"
-tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./tasks.json \
-    --exclude='./*.torn-*' --exclude=./.env -cf - . | tar -C "$work" -xf -
-echo "        compose: ${compose_cmd[*]}; project $project"
+copy_project
 
 # --- 1. images -----------------------------------------------------------------
-if [[ "${E2E_LOCAL_BASE:-1}" != 0 ]]; then
-    phase "base images and zookeeper:3.8"
-    bounded 900 "$ROOT/scripts/docker-base-images.sh" "$work/Dockerfile" \
-        --compose "$work/docker-compose.zookeeper.yml" || fail "making the base images"
-fi
+base_images --compose "$work/docker-compose.zookeeper.yml"
 check "image zookeeper:3.8 is here" docker image inspect zookeeper:3.8 >/dev/null
 phase "build the project's image (real Dockerfile, through compose)"
 build_start=$SECONDS
