@@ -67,10 +67,13 @@ pub enum Campaign {
     PowerCut,
     /// The real server under strace: every answer after its task's fdatasync.
     Durability,
+    /// Three nodes in cluster mode: kills, pauses, partitions, wipes and
+    /// membership changes while writers send to every node.
+    Cluster,
 }
 
 impl Campaign {
-    pub const ALL: [Campaign; 9] = [
+    pub const ALL: [Campaign; 10] = [
         Campaign::Crash,
         Campaign::Torn,
         Campaign::Broken,
@@ -80,6 +83,7 @@ impl Campaign {
         Campaign::Reads,
         Campaign::PowerCut,
         Campaign::Durability,
+        Campaign::Cluster,
     ];
 
     /// The name in the table, as `--only` takes it.
@@ -94,6 +98,7 @@ impl Campaign {
             Campaign::Reads => "reads",
             Campaign::PowerCut => "power-cut",
             Campaign::Durability => "durability",
+            Campaign::Cluster => "cluster",
         }
     }
 }

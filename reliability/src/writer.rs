@@ -7,7 +7,9 @@
 //! refused or reset, time-out, 5xx) is sent again with the same body and key
 //! until it is answered, rereading the server's address from `--addr-file`
 //! each time: so a writer goes on across a `kill -9` and restart, and its
-//! retries show whether the server stores a retried task twice.
+//! retries show whether the server stores a retried task twice. The file may
+//! hold several addresses (a cluster's nodes, one per line): task `n` goes
+//! first to the `n`-th of them, and each retry to the next.
 //!
 //! The campaign runs writers with [`Writers::spawn`], publishes each new
 //! server address with [`publish_addr`], and reads the acknowledgements as
@@ -31,8 +33,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// `reliability writer`: the client process.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WriterArgs {
-    /// File holding the server's current `host:port`; reread after every
-    /// failed request.
+    /// File holding the server's current `host:port` (or several, one per
+    /// line); reread after every failed request.
     #[arg(long)]
     pub addr_file: PathBuf,
     /// Prefix of every title and Idempotency-Key this process sends.
@@ -66,7 +68,7 @@ pub async fn run(args: WriterArgs) -> anyhow::Result<()> {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let titulo = format!("{} {n}", args.client_id);
                 let key = format!("{}-{n}", args.client_id);
-                let line = send_until_answered(&http, &args.addr_file, &titulo, &key).await;
+                let line = send_until_answered(&http, &args.addr_file, n, &titulo, &key).await;
                 let mut out = std::io::stdout().lock();
                 if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
                     // Nobody listens any more.
@@ -79,16 +81,19 @@ pub async fn run(args: WriterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends one task until the server answers it; the line to print.
+/// Sends task `n` until a server answers it; the line to print.
 async fn send_until_answered(
     http: &reqwest::Client,
     addr_file: &Path,
+    n: u64,
     titulo: &str,
     key: &str,
 ) -> String {
     let task = json!({ "titulo": titulo });
-    loop {
-        if let Some(addr) = read_addr(addr_file) {
+    for attempt in n.. {
+        let addrs = read_addrs(addr_file);
+        if !addrs.is_empty() {
+            let addr = addrs[(attempt % addrs.len() as u64) as usize];
             let base = format!("http://{addr}");
             match testkit::http::post_task(http, &base, &task, Some(key)).await {
                 Ok((status @ (200 | 201), body)) => {
@@ -109,17 +114,30 @@ async fn send_until_answered(
         }
         tokio::time::sleep(RETRY_PAUSE).await;
     }
+    unreachable!("the attempts run out only after u64::MAX of them")
 }
 
-fn read_addr(path: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+fn read_addrs(path: &Path) -> Vec<SocketAddr> {
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|a| a.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Tells the writers where the server now is (written whole, then renamed,
 /// so a writer never reads half an address).
 pub fn publish_addr(addr_file: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    publish_addrs(addr_file, &[addr])
+}
+
+/// Tells the writers where the servers (a cluster's nodes) are.
+pub fn publish_addrs(addr_file: &Path, addrs: &[SocketAddr]) -> std::io::Result<()> {
     let tmp = addr_file.with_extension("tmp");
-    std::fs::write(&tmp, addr.to_string())?;
+    let text: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    std::fs::write(&tmp, text.join("\n"))?;
     std::fs::rename(&tmp, addr_file)
 }
 
@@ -179,6 +197,15 @@ impl Writers {
     /// How many acknowledgements were read so far.
     pub fn ack_count(&self) -> usize {
         self.acks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The latest acknowledgement read.
+    pub fn last_ack(&self) -> Option<Ack> {
+        self.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last()
+            .cloned()
     }
 
     /// The acknowledgements read so far.

@@ -1,6 +1,7 @@
 //! A cluster of real `taskserver` processes on loopback, each with its own
 //! directory (data file and Raft directory), for the tests and campaigns of
-//! cluster mode.
+//! cluster mode; or each in a network namespace of its own ([`crate::netns`]),
+//! where one can be cut off from the others.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::netns::{Net, NetError};
 use crate::process::{Refused, Server};
 
 /// The secret the nodes share in tests.
@@ -29,6 +31,9 @@ pub struct LocalCluster {
     nodes: BTreeMap<u64, Server>,
     /// Extra environment for every node (timing, log filter).
     env: Vec<(String, String)>,
+    /// The namespaces, when the nodes run in them; after `nodes`, so that
+    /// the processes are gone before their namespaces are deleted.
+    net: Option<Net>,
 }
 
 /// A free port on 127.0.0.1 (free when asked: another program may take it
@@ -52,14 +57,41 @@ impl LocalCluster {
         n: u64,
         env: &[(&str, &str)],
     ) -> Result<LocalCluster, Refused> {
+        LocalCluster::start_on(binary, n, env, None)
+    }
+
+    /// [`LocalCluster::start_with`], each node in a network namespace of its
+    /// own, so that [`LocalCluster::isolate`] can cut one off (root only).
+    pub fn start_in_namespaces(
+        binary: &Path,
+        n: u64,
+        env: &[(&str, &str)],
+    ) -> Result<Result<LocalCluster, Refused>, NetError> {
+        let mut net = Net::new()?;
+        for id in 1..=n {
+            net.add_node(id)?;
+        }
+        Ok(LocalCluster::start_on(binary, n, env, Some(net)))
+    }
+
+    fn start_on(
+        binary: &Path,
+        n: u64,
+        env: &[(&str, &str)],
+        net: Option<Net>,
+    ) -> Result<LocalCluster, Refused> {
         let root = tempfile::Builder::new()
             .prefix("testkit-cluster-")
             .tempdir()
             .expect("a temporary directory");
         let ports: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
+        let host = |id: u64| {
+            net.as_ref()
+                .map_or("127.0.0.1".to_owned(), |net| net.ip(id))
+        };
         let peers = ports
             .iter()
-            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
+            .map(|(&id, port)| format!("{id}={}:{port}", host(id)))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = LocalCluster {
@@ -73,6 +105,7 @@ impl LocalCluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            net,
         };
         // All at once, as a compose file starts them: each waits for the
         // others to answer before the cluster is created.
@@ -94,6 +127,7 @@ impl LocalCluster {
     /// Starts a new node `id`, not an initial voter: its `--peers` are the
     /// initial voters and itself. It waits, empty, to be added as a learner.
     pub fn add_node(&mut self, id: u64) -> Result<(), Refused> {
+        self.make_room(id)?;
         self.ports.insert(id, free_port());
         let server = Server::spawn(self.command(id))?;
         self.nodes.insert(id, server);
@@ -102,8 +136,12 @@ impl LocalCluster {
 
     /// The command that starts node `id` with the cluster's peers.
     pub fn command(&self, id: u64) -> Command {
-        let mut cmd = crate::process::bare_command(&self.binary);
-        let bind = format!("127.0.0.1:{}", self.ports[&id]);
+        let mut cmd = match &self.net {
+            Some(net) => net.command(id, &self.binary),
+            None => Command::new(&self.binary),
+        };
+        crate::process::logs_piped(&mut cmd);
+        let bind = self.addr(id);
         let peers = if self.peers.contains(&format!("{id}=")) {
             self.peers.clone()
         } else {
@@ -139,14 +177,47 @@ impl LocalCluster {
         self.dir(id).join("raft")
     }
 
-    /// `http://127.0.0.1:<port>` of node `id`.
+    /// `http://<host>:<port>` of node `id`.
     pub fn url(&self, id: u64) -> String {
-        format!("http://127.0.0.1:{}", self.ports[&id])
+        format!("http://{}", self.addr(id))
     }
 
-    /// `host:port` of node `id`, as the membership names it.
+    /// `host:port` of node `id`, as the membership names it: on
+    /// `127.0.0.1`, or its namespace's address.
     pub fn addr(&self, id: u64) -> String {
-        format!("127.0.0.1:{}", self.ports[&id])
+        let host = self
+            .net
+            .as_ref()
+            .map_or("127.0.0.1".to_owned(), |n| n.ip(id));
+        format!("{host}:{}", self.ports[&id])
+    }
+
+    /// A namespace for node `id` when the nodes run in them.
+    fn make_room(&mut self, id: u64) -> Result<(), Refused> {
+        match &mut self.net {
+            Some(net) => net.add_node(id).map_err(|e| Refused {
+                status: None,
+                log: format!("no namespace for node {id}: {e}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Cuts node `id` off from the other nodes (the clients still reach
+    /// it). Only when the nodes run in namespaces.
+    pub fn isolate(&self, id: u64) -> Result<(), NetError> {
+        match &self.net {
+            Some(net) => net.isolate(id),
+            None => Err(NetError("the nodes do not run in namespaces".into())),
+        }
+    }
+
+    /// Undoes [`LocalCluster::isolate`].
+    pub fn heal(&self, id: u64) -> Result<(), NetError> {
+        match &self.net {
+            Some(net) => net.heal(id),
+            None => Ok(()),
+        }
     }
 
     /// The ids of the running nodes.
@@ -178,6 +249,7 @@ impl LocalCluster {
     /// Starts node `id` again (after a kill, or for a node never started:
     /// a new one, which must then be added as a learner).
     pub fn restart(&mut self, id: u64) -> Result<(), Refused> {
+        self.make_room(id)?;
         if let std::collections::btree_map::Entry::Vacant(e) = self.ports.entry(id) {
             e.insert(free_port());
         }

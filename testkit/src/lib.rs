@@ -11,7 +11,8 @@
 //! - [`datafile`]: the contract's checks of the data file (and of
 //!   `GET /tareas`): a JSON array of tasks with strictly increasing ids.
 //! - [`cluster`]: a cluster of real processes on loopback, each with its own
-//!   directory: kill, pause, restart, wipe, and what `/cluster` says.
+//!   directory: kill, pause, restart, wipe, and what `/cluster` says; or in
+//!   network namespaces ([`netns`]), where one can be cut off.
 //! - [`doubles`]: doubles of the disk for the store's seam
 //!   (`taskserver::store::file`): syncs held at a gate, a write that panics.
 //!
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod datafile;
 pub mod doubles;
 pub mod http;
+pub mod netns;
 pub mod process;
 
 use std::time::{Duration, Instant};

@@ -52,11 +52,16 @@ pub fn command(binary: &Path, data: &Path) -> Command {
 /// `BINARY` with logs on a pipe and nothing else: the caller adds the flags.
 pub fn bare_command(binary: &Path) -> Command {
     let mut cmd = Command::new(binary);
+    logs_piped(&mut cmd);
+    cmd
+}
+
+/// What [`bare_command`] sets on a command: info logs on a pipe, no stdin.
+pub fn logs_piped(cmd: &mut Command) {
     cmd.env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    cmd
 }
 
 impl Server {

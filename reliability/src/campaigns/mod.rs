@@ -2,6 +2,7 @@
 
 pub mod bad_input;
 pub mod broken;
+pub mod cluster;
 pub mod crash;
 pub mod durability;
 pub mod power_cut;
@@ -31,6 +32,7 @@ pub fn run(campaign: Campaign, ctx: &Ctx) -> Row {
         Campaign::Reads => reads::run(ctx),
         Campaign::PowerCut => power_cut::run(ctx),
         Campaign::Durability => durability::run(ctx),
+        Campaign::Cluster => cluster::run(ctx),
     }
 }
 

@@ -1,0 +1,262 @@
+//! The faults of the cluster campaign, each done to a running cluster and
+//! undone, with what the cluster must do in between.
+
+use std::time::{Duration, Instant};
+
+use testkit::cluster::LocalCluster;
+use testkit::wait_until;
+
+/// How long a fault may keep the cluster from electing a leader and taking
+/// writes again before that is a failure.
+pub const RECOVERY: Duration = Duration::from_secs(20);
+/// How long a paused or isolated leader stays so: past any election timeout
+/// (at most 400 ms by default), so that the others elect another.
+const OUT_FOR: Duration = Duration::from_millis(1500);
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `kill -9` of the leader, later started again on its data.
+    KillLeader,
+    /// `kill -9` of a follower, later started again on its data.
+    KillFollower,
+    /// SIGSTOP of the leader for [`OUT_FOR`], then SIGCONT: it wakes up
+    /// believing it leads.
+    PauseLeader,
+    /// The leader cut off from the other nodes (clients still reach it) for
+    /// [`OUT_FOR`], then healed.
+    IsolateLeader,
+    /// A follower cut off, then healed.
+    IsolateFollower,
+    /// A follower killed, its directory removed, started again empty.
+    WipeFollower,
+    /// A new node added as a learner, made a voter, then an old voter
+    /// (maybe the leader) removed and stopped: three voters again.
+    Replace,
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillLeader => "kill -9 of the leader",
+            Fault::KillFollower => "kill -9 of a follower",
+            Fault::PauseLeader => "SIGSTOP of the leader",
+            Fault::IsolateLeader => "the leader partitioned away",
+            Fault::IsolateFollower => "a follower partitioned away",
+            Fault::WipeFollower => "a follower's disk wiped",
+            Fault::Replace => "a voter replaced by a new node",
+        }
+    }
+
+    /// Whether it needs the nodes in network namespaces.
+    pub fn needs_namespaces(self) -> bool {
+        matches!(self, Fault::IsolateLeader | Fault::IsolateFollower)
+    }
+}
+
+/// What a fault did, for the notes.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// From the fault to the first write acknowledged after it (when the
+    /// fault stops the leader).
+    pub writes_back_after: Option<Duration>,
+    /// Said of it in the notes.
+    pub what: String,
+}
+
+/// The cluster and what the campaign keeps beside it.
+pub struct Target<'a> {
+    pub cluster: &'a mut LocalCluster,
+    /// The voters, as the campaign changed them.
+    pub voters: Vec<u64>,
+    /// The id the next new node gets.
+    pub next_id: u64,
+    /// The writers' acknowledgements so far.
+    pub acks: &'a dyn Fn() -> usize,
+}
+
+impl Target<'_> {
+    /// The leader every running node agrees on.
+    fn leader(&self) -> Result<u64, String> {
+        self.cluster
+            .wait_for_leader(RECOVERY)
+            .ok_or_else(|| format!("no leader within {RECOVERY:?}"))
+    }
+
+    /// Waits for a write acknowledged after now.
+    fn writes_go_on(&self, since: Instant, after: &str) -> Result<Duration, String> {
+        let before = (self.acks)();
+        if wait_until(RECOVERY, || (self.acks)() > before) {
+            Ok(since.elapsed())
+        } else {
+            Err(format!("no write acknowledged within {RECOVERY:?} {after}"))
+        }
+    }
+
+    fn follower(&self, leader: u64, rng: &mut impl proptest::prelude::Rng) -> u64 {
+        let followers: Vec<u64> = self
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != leader)
+            .collect();
+        followers[rng.random_range(0..followers.len())]
+    }
+
+    fn restart(&mut self, id: u64) -> Result<(), String> {
+        self.cluster
+            .restart(id)
+            .map_err(|r| format!("node {id} did not start again: {r}"))
+    }
+
+    /// Does `fault` and undoes it; `Err` when the cluster did not do what
+    /// it must.
+    pub fn apply(
+        &mut self,
+        fault: Fault,
+        rng: &mut impl proptest::prelude::Rng,
+    ) -> Result<Done, String> {
+        let leader = self.leader()?;
+        let mut done = Done::default();
+        match fault {
+            Fault::KillLeader => {
+                let at = Instant::now();
+                self.cluster.kill9(leader);
+                self.new_leader_other_than(leader)?;
+                done.writes_back_after = Some(self.writes_go_on(at, "the kill")?);
+                self.restart(leader)?;
+                done.what = format!("killed node {leader}");
+            }
+            Fault::KillFollower => {
+                let follower = self.follower(leader, rng);
+                self.cluster.kill9(follower);
+                self.writes_go_on(Instant::now(), "a follower's kill")?;
+                self.restart(follower)?;
+                done.what = format!("killed node {follower}");
+            }
+            Fault::PauseLeader => {
+                let at = Instant::now();
+                self.cluster.pause(leader, true);
+                // How long it stays stopped is the fault, not a wait for anything.
+                std::thread::sleep(OUT_FOR);
+                let other = self.new_leader_other_than(leader);
+                self.cluster.pause(leader, false);
+                other?;
+                done.writes_back_after = Some(self.writes_go_on(at, "the pause")?);
+                done.what = format!("stopped node {leader} for {OUT_FOR:?}");
+            }
+            Fault::IsolateLeader => {
+                let at = Instant::now();
+                self.cluster.isolate(leader).map_err(|e| e.to_string())?;
+                std::thread::sleep(OUT_FOR);
+                // The two others elect one; the isolated one cannot say.
+                let other = wait_until(RECOVERY, || {
+                    self.voters
+                        .iter()
+                        .filter(|&&v| v != leader)
+                        .filter_map(|&v| self.cluster.status(v))
+                        .any(|s| s["role"] == "leader")
+                });
+                let back = self.writes_go_on(at, "the partition");
+                self.cluster.heal(leader).map_err(|e| e.to_string())?;
+                if !other {
+                    return Err(format!("the nodes cut off from node {leader} elected none"));
+                }
+                done.writes_back_after = Some(back?);
+                done.what = format!("node {leader} cut off for {OUT_FOR:?}");
+            }
+            Fault::IsolateFollower => {
+                let follower = self.follower(leader, rng);
+                self.cluster.isolate(follower).map_err(|e| e.to_string())?;
+                std::thread::sleep(OUT_FOR);
+                let back = self.writes_go_on(Instant::now(), "a follower's partition");
+                self.cluster.heal(follower).map_err(|e| e.to_string())?;
+                back?;
+                done.what = format!("node {follower} cut off for {OUT_FOR:?}");
+            }
+            Fault::WipeFollower => {
+                let follower = self.follower(leader, rng);
+                self.cluster.kill9(follower);
+                self.cluster.wipe(follower);
+                self.writes_go_on(Instant::now(), "a follower's wipe")?;
+                self.restart(follower)?;
+                done.what = format!("wiped node {follower}");
+            }
+            Fault::Replace => {
+                let new = self.next_id;
+                self.next_id += 1;
+                self.cluster
+                    .add_node(new)
+                    .map_err(|r| format!("node {new} did not start: {r}"))?;
+                let addr = self.cluster.addr(new);
+                self.admin(
+                    "POST",
+                    "/cluster/learners",
+                    Some(serde_json::json!({"id": new, "addr": addr})),
+                )?;
+                self.admin(
+                    "POST",
+                    "/cluster/voters",
+                    Some(serde_json::json!({"id": new})),
+                )?;
+                let old = self.voters[rng.random_range(0..self.voters.len())];
+                self.admin("DELETE", &format!("/cluster/members/{old}"), None)?;
+                self.voters.retain(|&v| v != old);
+                self.voters.push(new);
+                self.cluster.kill9(old);
+                self.leader()?;
+                self.writes_go_on(Instant::now(), "the membership change")?;
+                done.what = format!(
+                    "added node {new}, removed node {old}{}",
+                    if old == leader { " (the leader)" } else { "" }
+                );
+            }
+        }
+        // Every fault ends with every voter running and one leader.
+        self.leader()?;
+        Ok(done)
+    }
+
+    /// Waits for a leader other than `old` among the running nodes.
+    fn new_leader_other_than(&self, old: u64) -> Result<u64, String> {
+        let deadline = Instant::now() + RECOVERY;
+        loop {
+            let found = self
+                .voters
+                .iter()
+                .filter(|&&v| v != old)
+                .filter_map(|&v| self.cluster.status(v))
+                .find(|s| s["role"] == "leader")
+                .and_then(|s| s["node_id"].as_u64());
+            if let Some(leader) = found {
+                return Ok(leader);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no node took over from node {old} within {RECOVERY:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A membership call through a running voter; `Err` unless `200`.
+    fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(), String> {
+        let via = *self
+            .voters
+            .iter()
+            .find(|&&v| self.cluster.node(v).is_some())
+            .ok_or("no voter running")?;
+        let (status, answer) = self.cluster.admin(via, method, path, body);
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{method} {path} answered {status}: {answer}"))
+        }
+    }
+}
