@@ -3,7 +3,8 @@
 //! a table of what they found.
 //!
 //! The promise under test, from the contract: every acknowledged task (201,
-//! or 200 for a recognised retry) is in `tasks.json`, exactly once; the file
+//! or 200 for a recognised retry) is in `tasks.json` (on every node, in
+//! cluster mode), exactly once; the file
 //! is always a JSON array of tasks with unique, increasing ids; and every
 //! rejected request leaves the file untouched.
 //!
@@ -22,6 +23,11 @@
 //! - [`campaigns::bad_input`]: generated bad requests (proptest, in-process
 //!   and over TCP) and slow clients.
 //! - [`campaigns::reads`]: `GET /tareas` during heavy writes.
+//! - [`campaigns::power_cut`]: simulated power cuts at every disk operation.
+//! - [`campaigns::durability`]: the real server under strace: every answer
+//!   after its task's `fdatasync`.
+//! - [`campaigns::cluster`]: three nodes in cluster mode under kills,
+//!   pauses, partitions, wipes and membership changes.
 //!
 //! # Layout
 //!

@@ -195,6 +195,40 @@ async fn a_wiped_node_catches_up_and_no_second_cluster_is_made() {
     }
 }
 
+/// A wiped node that has not caught up yet when the leader dies still votes
+/// for the follower that holds everything committed: the cluster goes on
+/// (the reliability campaign found it stuck). The leader is stopped while
+/// the wiped node starts, so that it cannot catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_node_still_behind_votes_for_a_follower_that_has_everything() {
+    let mut cluster = start(3);
+    let leader = cluster.wait_for_leader(PATIENCE).expect("a leader");
+    let mut others = (1..=3).filter(|&id| id != leader);
+    let (wiped, survivor) = (others.next().unwrap(), others.next().unwrap());
+    for i in 0..10 {
+        store(&cluster, survivor, &format!("t{i}"), &format!("k{i}")).await;
+    }
+    cluster.wait_until_quiet(PATIENCE).expect("quiet");
+    cluster.kill9(wiped);
+    cluster.wipe(wiped);
+    cluster.pause(leader, true);
+    cluster.restart(wiped).unwrap();
+    assert_eq!(
+        cluster.status(wiped).unwrap()["last_log_index"],
+        Value::Null,
+        "the wiped node has not caught up: nobody sent it the log"
+    );
+    cluster.kill9(leader);
+    assert_eq!(
+        cluster.wait_for_leader(PATIENCE),
+        Some(survivor),
+        "the follower with every task leads, with the wiped node's vote"
+    );
+    store(&cluster, wiped, "after the leader's death", "after").await;
+    let tasks = identical_files(&cluster);
+    assert_eq!(titles(&tasks).len(), 11, "every task, once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_is_added_promoted_and_another_removed_under_writes() {
     let mut cluster = start(3);

@@ -212,7 +212,16 @@ impl LocalCluster {
         }
     }
 
-    /// Undoes [`LocalCluster::isolate`].
+    /// Drops what node `from` sends to node `to` (a one-way cut). Only when
+    /// the nodes run in namespaces.
+    pub fn cut(&self, from: u64, to: u64) -> Result<(), NetError> {
+        match &self.net {
+            Some(net) => net.cut(from, to),
+            None => Err(NetError("the nodes do not run in namespaces".into())),
+        }
+    }
+
+    /// Undoes [`LocalCluster::isolate`] and [`LocalCluster::cut`] of `id`.
     pub fn heal(&self, id: u64) -> Result<(), NetError> {
         match &self.net {
             Some(net) => net.heal(id),

@@ -171,7 +171,16 @@ impl Net {
         Ok(())
     }
 
-    /// Undoes [`Net::isolate`].
+    /// Drops what node `from` sends to node `to`, and only that: a one-way
+    /// cut (over TCP, connections either way then fail at some point).
+    pub fn cut(&self, from: u64, to: u64) -> Result<(), NetError> {
+        let (ns, ip) = (self.namespace(from), self.ip(to));
+        run(&[
+            "ip", "netns", "exec", &ns, "iptables", "-A", "OUTPUT", "-d", &ip, "-j", "DROP",
+        ])
+    }
+
+    /// Undoes [`Net::isolate`] and [`Net::cut`] of node `id`.
     pub fn heal(&self, id: u64) -> Result<(), NetError> {
         run(&["ip", "netns", "exec", &self.namespace(id), "iptables", "-F"])
     }

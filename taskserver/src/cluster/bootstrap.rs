@@ -18,6 +18,13 @@
 //!    `node.json` as the nodes learn it. A node whose directory belongs to
 //!    another node, or whose cluster id differs from its peers', refuses to
 //!    start: it was given another cluster's data.
+//! 5. A node back empty (rule 2) also learns the highest log id its peers
+//!    know committed. Until its own log reaches it, it grants a vote only to
+//!    a candidate whose last log id is at least that one: it may have helped
+//!    commit those entries before it lost its disk, and must not now help
+//!    elect a leader without them. A candidate that has them is safe to
+//!    elect, so a leader's death while this node catches up does not stop
+//!    the cluster.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -121,7 +128,7 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
     let statuses = ask_peers(&peers, &config, rounds).await;
     check_cluster(identity.as_ref(), &statuses)?;
     let mut log = log;
-    let mut vote_after = 0;
+    let mut vote_after = None;
     if log.is_empty() {
         let newest = statuses
             .values()
@@ -135,12 +142,9 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
                 None => Vote::new(term, config.me),
             };
             log.save_vote(&vote).await.map_err(io_error(&dir))?;
-            vote_after = statuses
-                .values()
-                .filter_map(|s| s.committed)
-                .max()
-                .unwrap_or(0);
-            tracing::info!(term, catch_up_to = vote_after, "this node's Raft directory is empty and the cluster exists: joining it as a new member; it votes once its log reaches what the others committed");
+            vote_after = statuses.values().filter_map(|s| s.committed).max();
+            let catch_up_to = vote_after.map_or(0, |c| c.index());
+            tracing::info!(term, catch_up_to, "this node's Raft directory is empty and the cluster exists: joining it as a new member; until its log reaches what the others committed, it votes only for a candidate that holds all of that");
         }
     }
     let state_machine = {
@@ -166,7 +170,7 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
             peers,
             gauges: ClusterGauges::default(),
             identity: std::sync::Mutex::new(identity.and_then(|i| i.cluster_id)),
-            vote_after: std::sync::atomic::AtomicU64::new(vote_after),
+            vote_after: std::sync::Mutex::new(vote_after),
             fs,
             dir,
         }),
@@ -282,7 +286,7 @@ impl Cluster {
             initialized,
             term: m.current_term,
             leader_id: m.current_leader,
-            committed: m.local_committed.map(|l| l.index()),
+            committed: m.local_committed,
             cluster_id: self.cluster_id(),
         }
     }

@@ -99,7 +99,7 @@ struct Inner {
     identity: std::sync::Mutex<Option<String>>,
     /// A node that came back empty gives no vote until its log reaches
     /// this index (see [`bootstrap`]); 0 once it has.
-    vote_after: std::sync::atomic::AtomicU64,
+    vote_after: std::sync::Mutex<Option<types::LogId>>,
     /// The file system of the Raft directory.
     fs: Arc<dyn crate::store::file::Fs>,
     /// The Raft directory.
@@ -535,21 +535,32 @@ impl Cluster {
         Ok(())
     }
 
-    /// A refusal of every vote while this node, back empty, has not caught
-    /// up with what was committed without it.
-    fn not_voting_yet(&self) -> Option<openraft::raft::VoteResponse<types::TypeConfig>> {
-        use std::sync::atomic::Ordering;
-        let after = self.inner.vote_after.load(Ordering::Relaxed);
-        if after == 0 {
-            return None;
-        }
+    /// A refusal of a vote (or pre-vote) while this node, back empty, has
+    /// not caught up with what was committed without it: unless the
+    /// candidate's last log id is at least that committed one, and so holds
+    /// it and everything before (Raft's log matching). Without this, the
+    /// empty node could help elect a candidate lacking a task it had helped
+    /// commit before it lost its disk. `None`: let Raft decide.
+    fn not_voting_yet(
+        &self,
+        candidate_last: Option<&types::LogId>,
+    ) -> Option<openraft::raft::VoteResponse<types::TypeConfig>> {
+        let mut after = self
+            .inner
+            .vote_after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let committed = (*after)?;
         let m = self.metrics();
-        if m.last_log_index.unwrap_or(0) >= after {
-            self.inner.vote_after.store(0, Ordering::Relaxed);
+        if m.last_log_index.unwrap_or(0) >= committed.index() {
+            *after = None;
             tracing::info!(
-                index = after,
+                index = committed.index(),
                 "caught up with what was committed: this node votes again"
             );
+            return None;
+        }
+        if candidate_last.is_some_and(|last| *last >= committed) {
             return None;
         }
         let last = m.last_applied.max(m.snapshot);

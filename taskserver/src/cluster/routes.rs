@@ -136,14 +136,14 @@ async fn append(
 }
 
 async fn vote(State(node): State<Node>, Json(rpc): Json<VoteRequest<TypeConfig>>) -> Response {
-    if let Some(refusal) = node.cluster.not_voting_yet() {
+    if let Some(refusal) = node.cluster.not_voting_yet(rpc.last_log_id.as_ref()) {
         return Json(refusal).into_response();
     }
     answer(node.cluster.raft().vote(rpc).await)
 }
 
 async fn pre_vote(State(node): State<Node>, Json(rpc): Json<VoteRequest<TypeConfig>>) -> Response {
-    if let Some(refusal) = node.cluster.not_voting_yet() {
+    if let Some(refusal) = node.cluster.not_voting_yet(rpc.last_log_id.as_ref()) {
         return Json(refusal).into_response();
     }
     answer(node.cluster.raft().pre_vote(rpc).await)
@@ -201,7 +201,7 @@ pub struct PeerStatus {
     /// The leader it follows in that term, if it knows one.
     pub leader_id: Option<u64>,
     /// How far it knows the log committed.
-    pub committed: Option<u64>,
+    pub committed: Option<super::types::LogId>,
     /// The cluster it belongs to, once it knows.
     pub cluster_id: Option<String>,
 }

@@ -28,6 +28,9 @@ pub enum Fault {
     IsolateLeader,
     /// A follower cut off, then healed.
     IsolateFollower,
+    /// What the leader sends to one follower dropped (one way), then healed:
+    /// the follower hears nothing, the leader and the other follower go on.
+    OneWayCut,
     /// A follower killed, its directory removed, started again empty.
     WipeFollower,
     /// A new node added as a learner, made a voter, then an old voter
@@ -43,6 +46,7 @@ impl Fault {
             Fault::PauseLeader => "SIGSTOP of the leader",
             Fault::IsolateLeader => "the leader partitioned away",
             Fault::IsolateFollower => "a follower partitioned away",
+            Fault::OneWayCut => "the leader's messages to a follower dropped",
             Fault::WipeFollower => "a follower's disk wiped",
             Fault::Replace => "a voter replaced by a new node",
         }
@@ -50,7 +54,10 @@ impl Fault {
 
     /// Whether it needs the nodes in network namespaces.
     pub fn needs_namespaces(self) -> bool {
-        matches!(self, Fault::IsolateLeader | Fault::IsolateFollower)
+        matches!(
+            self,
+            Fault::IsolateLeader | Fault::IsolateFollower | Fault::OneWayCut
+        )
     }
 }
 
@@ -173,6 +180,17 @@ impl Target<'_> {
                 self.cluster.heal(follower).map_err(|e| e.to_string())?;
                 back?;
                 done.what = format!("node {follower} cut off for {OUT_FOR:?}");
+            }
+            Fault::OneWayCut => {
+                let follower = self.follower(leader, rng);
+                self.cluster
+                    .cut(leader, follower)
+                    .map_err(|e| e.to_string())?;
+                std::thread::sleep(OUT_FOR);
+                let back = self.writes_go_on(Instant::now(), "a one-way cut");
+                self.cluster.heal(leader).map_err(|e| e.to_string())?;
+                back?;
+                done.what = format!("node {leader} to node {follower} dropped for {OUT_FOR:?}");
             }
             Fault::WipeFollower => {
                 let follower = self.follower(leader, rng);

@@ -5,8 +5,9 @@
 //!
 //! The faults ([`faults::Fault`]), in an order drawn from the seed: `kill -9`
 //! of the leader and of a follower, SIGSTOP of the leader, the leader or a
-//! follower partitioned from the others (while clients still reach it), a
-//! follower's disk wiped, a voter replaced by a new node under load. After
+//! follower partitioned from the others (while clients still reach it), the
+//! leader's messages to one follower dropped (a one-way cut), a follower's
+//! disk wiped, a voter replaced by a new node under load. After
 //! each one the cluster must elect a leader and take writes again within
 //! [`faults::RECOVERY`].
 //!
@@ -47,6 +48,7 @@ fn plan(ctx: &Ctx, namespaces: bool) -> Vec<Fault> {
         (Fault::PauseLeader, ctx.size(1, 5)),
         (Fault::IsolateLeader, ctx.size(1, 5)),
         (Fault::IsolateFollower, ctx.size(1, 3)),
+        (Fault::OneWayCut, ctx.size(1, 3)),
         (Fault::WipeFollower, ctx.size(1, 3)),
     ];
     let mut plan: Vec<Fault> = counts
@@ -161,6 +163,19 @@ pub fn run(ctx: &Ctx) -> Row {
         *urls.lock().unwrap_or_else(|p| p.into_inner()) = urls_of(&cluster, &voters);
     }
 
+    // A fault that failed half-way may have left a voter down, stopped or
+    // cut off: the final checks need them all.
+    for &v in &voters {
+        let _ = cluster.heal(v);
+        cluster.pause(v, false);
+        if cluster.node(v).is_none() {
+            if let Err(refused) = cluster.restart(v) {
+                row.fail(format!(
+                    "node {v} did not start again at the end: {refused}"
+                ));
+            }
+        }
+    }
     drop(acks);
     reading.store(false, Ordering::SeqCst);
     let reads = reader.join().expect("the reader thread");
