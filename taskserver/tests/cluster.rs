@@ -229,6 +229,95 @@ async fn a_wiped_node_still_behind_votes_for_a_follower_that_has_everything() {
     assert_eq!(titles(&tasks).len(), 11, "every task, once");
 }
 
+/// Indexes of the entries `taskserver raft-log` prints for node `id`.
+fn raft_log_indexes(cluster: &LocalCluster, id: u64) -> Vec<u64> {
+    let out = std::process::Command::new(common::binary())
+        .arg("raft-log")
+        .arg("--raft-dir")
+        .arg(cluster.raft_dir(id))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["index"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// With a snapshot every 100 entries, the log is dropped up to each
+/// snapshot; a node stopped meanwhile, and then a wiped one, can only catch
+/// up from the snapshot the leader sends, and they do, with every task once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_log_is_compacted_and_nodes_far_behind_catch_up_from_a_snapshot() {
+    let mut cluster = LocalCluster::start_with(
+        common::binary(),
+        3,
+        &[("TASKSERVER_RAFT_SNAPSHOT_EVERY", "100")],
+    )
+    .unwrap_or_else(|r| panic!("a node did not start: {r}"));
+    let leader = cluster.wait_for_leader(PATIENCE).expect("a leader");
+    let behind = (1..=3).find(|&id| id != leader).unwrap();
+    store(&cluster, leader, "before", "before").await;
+    cluster.wait_until_quiet(PATIENCE).expect("quiet");
+    cluster.kill9(behind);
+    let writes = 350;
+    for i in 0..writes {
+        store(&cluster, leader, &format!("t{i}"), &format!("k{i}")).await;
+    }
+    let status = cluster.status(leader).unwrap();
+    let snapshot = status["snapshot"]
+        .as_u64()
+        .expect("the leader made a snapshot");
+    assert!(snapshot >= 200, "{status}");
+    // The leader drops its log once no replication is using it (the one to
+    // the stopped node restarts after each failure).
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let kept = loop {
+        let kept = raft_log_indexes(&cluster, leader);
+        if kept.first().is_some_and(|&first| first > 200) || std::time::Instant::now() > deadline {
+            break kept;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        kept.first().is_some_and(|&first| first > 200) && kept.len() < 200,
+        "the leader's log was not dropped up to its snapshot: {} entries from {:?}",
+        kept.len(),
+        kept.first()
+    );
+    // The stopped node's next entry is gone from every log: only a snapshot
+    // brings it up to date.
+    cluster.restart(behind).unwrap();
+    let tasks = identical_files(&cluster);
+    assert_eq!(titles(&tasks).len(), writes as usize + 1);
+    let caught_up = cluster.status(behind).unwrap();
+    assert!(caught_up["snapshot"].as_u64().is_some(), "{caught_up}");
+    // The same for a node whose data is gone.
+    let wiped = (1..=3).find(|&id| id != leader && id != behind).unwrap();
+    cluster.kill9(wiped);
+    cluster.wipe(wiped);
+    cluster.restart(wiped).unwrap();
+    store(&cluster, leader, "after the wipe", "after").await;
+    let tasks = identical_files(&cluster);
+    assert_eq!(
+        titles(&tasks).len(),
+        writes as usize + 2,
+        "every task, once"
+    );
+    assert!(cluster.status(wiped).unwrap()["snapshot"]
+        .as_u64()
+        .is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_is_added_promoted_and_another_removed_under_writes() {
     let mut cluster = start(3);
@@ -302,8 +391,9 @@ async fn only_members_speak_raft_and_a_stranger_changes_nothing() {
 #[test]
 fn bad_configuration_fails_at_start_up_saying_what_to_change() {
     let (dir, data) = common::data_dir();
-    let run = |args: &[&str], secret: Option<&str>| {
+    let run_with = |args: &[&str], secret: Option<&str>, env: &[(&str, &str)]| {
         let mut cmd = testkit::process::bare_command(common::binary());
+        cmd.envs(env.iter().copied());
         cmd.args(["--bind", "127.0.0.1:0", "--data"])
             .arg(&data)
             .args(args);
@@ -317,6 +407,7 @@ fn bad_configuration_fails_at_start_up_saying_what_to_change() {
         assert!(refused.status.is_some_and(|s| !s.success()));
         refused.log
     };
+    let run = |args: &[&str], secret: Option<&str>| run_with(args, secret, &[]);
     let cases = [
         (
             vec!["--node-id", "1", "--peers", "1=a:1,1=b:2"],
@@ -343,6 +434,15 @@ fn bad_configuration_fails_at_start_up_saying_what_to_change() {
         let log = run(&args, secret);
         assert!(log.contains(says), "{args:?}: {log}");
     }
+    let log = run_with(
+        &["--node-id", "1", "--peers", "1=127.0.0.1:1"],
+        Some(SECRET),
+        &[("TASKSERVER_RAFT_SNAPSHOT_EVERY", "often")],
+    );
+    assert!(
+        log.contains("TASKSERVER_RAFT_SNAPSHOT_EVERY=often is not usable"),
+        "{log}"
+    );
     // Another node's Raft directory.
     let raft = dir.path().join("raft");
     std::fs::create_dir_all(&raft).unwrap();

@@ -196,10 +196,11 @@ fn raft_config(config: &ClusterConfig) -> Result<Arc<Config>, StartError> {
         // had: the leader starts it over (safe, as it does not vote until it
         // has caught up: rule 2) rather than stopping.
         allow_log_reversion: Some(true),
-        // Snapshot every 10,000 entries and keep 1,000 after it, so that
-        // the log stays bounded however long the cluster runs.
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        // Snapshot every 10,000 entries (by default) and keep a tenth of
+        // that behind it, so that the log stays bounded however long the
+        // cluster runs, and a follower a little behind needs no snapshot.
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: config.snapshot_every / 10,
         // A snapshot is the data file: give its transfer time.
         install_snapshot_timeout: 120_000,
         ..Config::default()

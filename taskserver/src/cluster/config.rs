@@ -25,7 +25,14 @@ pub struct ClusterConfig {
     pub secret: Arc<str>,
     /// Raft's timing.
     pub timing: Timing,
+    /// A snapshot is built every this many entries; the log keeps a tenth
+    /// of that behind it, and drops the rest.
+    pub snapshot_every: u64,
 }
+
+/// Entries between two snapshots, unless `TASKSERVER_RAFT_SNAPSHOT_EVERY`
+/// says otherwise.
+pub const SNAPSHOT_EVERY: u64 = 10_000;
 
 impl std::fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,6 +100,17 @@ impl Timing {
     }
 }
 
+/// [`SNAPSHOT_EVERY`], or `TASKSERVER_RAFT_SNAPSHOT_EVERY` when set.
+fn snapshot_every_from_env() -> Result<u64, ConfigError> {
+    let Ok(text) = std::env::var("TASKSERVER_RAFT_SNAPSHOT_EVERY") else {
+        return Ok(SNAPSHOT_EVERY);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(n) if n >= 10 => Ok(n),
+        _ => Err(ConfigError::BadSnapshotEvery(text)),
+    }
+}
+
 /// What is wrong with a cluster configuration, and what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -118,6 +136,8 @@ pub enum ConfigError {
         "{SECRET_ENV} is {0} characters long; use at least {MIN_SECRET}, the same on every node"
     )]
     ShortSecret(usize),
+    #[error("TASKSERVER_RAFT_SNAPSHOT_EVERY={0} is not usable: give the number of log entries between two snapshots, 10 or more (the default is {SNAPSHOT_EVERY})")]
+    BadSnapshotEvery(String),
     #[error("Raft's timing {0} is not usable: the election timeout must be a range MIN-MAX of milliseconds with MIN below MAX and above the heartbeat, such as TASKSERVER_RAFT_HEARTBEAT_MS=50 TASKSERVER_RAFT_ELECTION_MS=300-600")]
     BadTiming(String),
 }
@@ -153,6 +173,7 @@ impl ClusterConfig {
             data,
             secret: secret.into(),
             timing: Timing::from_env()?,
+            snapshot_every: snapshot_every_from_env()?,
         })
     }
 

@@ -9,7 +9,7 @@
 //! - `log-<first index>.wal`: segments of the log, appended in order. Each
 //!   record is the entry's length (u32, little-endian), the CRC-32 of the
 //!   entry, then the entry as JSON. A new segment starts when the current
-//!   one passes [`SEGMENT_BYTES`], so that dropping the log up to a
+//!   one passes [`SEGMENT_BYTES`] (16 MiB), so that dropping the log up to a
 //!   snapshot (purging) deletes whole files.
 //!
 //! # Guarantees
@@ -93,6 +93,16 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`, recovering what a crash left,
     /// and starts its writer thread. Blocking.
     pub fn open(fs: Arc<dyn Fs>, dir: &Path) -> io::Result<LogStore> {
+        LogStore::open_with_segments(fs, dir, SEGMENT_BYTES)
+    }
+
+    /// [`LogStore::open`], starting a new segment past `segment_bytes`
+    /// rather than [`SEGMENT_BYTES`] (the tests' small segments).
+    pub fn open_with_segments(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        segment_bytes: u64,
+    ) -> io::Result<LogStore> {
         fs.create_dir_all(dir)?;
         let vote = read_json::<Vote>(&*fs, &dir.join("vote.json"))?;
         let purged = read_json::<LogId>(&*fs, &dir.join("purged.json"))?;
@@ -107,6 +117,7 @@ impl LogStore {
             fs,
             dir: dir.to_owned(),
             segments,
+            segment_bytes,
             failed: None,
         };
         std::thread::Builder::new()
@@ -255,6 +266,8 @@ struct Writer {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     segments: Vec<Segment>,
+    /// Size past which the next append starts a new segment.
+    segment_bytes: u64,
     /// After a write failed, every later one fails too: the log on disk is
     /// no longer known, and openraft stops the node.
     failed: Option<String>,
@@ -324,7 +337,8 @@ impl Writer {
                 None => true,
                 Some(s) => {
                     s.next_index() != *index
-                        || (s.len + pending.len() as u64 >= SEGMENT_BYTES && !s.starts.is_empty())
+                        || (s.len + pending.len() as u64 >= self.segment_bytes
+                            && !s.starts.is_empty())
                 }
             };
             if roll {
@@ -569,9 +583,10 @@ fn segment_files(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         .collect())
 }
 
-/// Every entry of the log in `dir`, in order, read without changing
-/// anything (`taskserver raft-log`).
+/// Every entry of the log in `dir` after the last purge, in order, read
+/// without changing anything (`taskserver raft-log`, next to the node).
 pub fn read_entries(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<Entry>> {
+    let purged = peek_json::<LogId>(fs, &dir.join("purged.json"))?;
     let mut paths = segment_files(fs, dir)?;
     paths.sort();
     let mut all = Vec::new();
@@ -579,7 +594,13 @@ pub fn read_entries(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<Entry>> {
         let len = fs.stat(&path)?.map_or(0, |s| s.len);
         let mut bytes = vec![0; len as usize];
         fs.open(&path)?.read_exact_at(&mut bytes, 0)?;
-        all.extend(decode(&bytes)?.0.into_iter().map(|(_, e)| e));
+        all.extend(
+            decode(&bytes)?
+                .0
+                .into_iter()
+                .map(|(_, e)| e)
+                .filter(|e| purged.is_none_or(|p| e.index() > p.index())),
+        );
     }
     Ok(all)
 }
@@ -591,6 +612,12 @@ fn read_json<T: DeserializeOwned>(fs: &dyn Fs, path: &Path) -> io::Result<Option
     if fs.stat(&new)?.is_some() {
         fs.remove(&new)?;
     }
+    peek_json(fs, path)
+}
+
+/// Reads a small JSON file, `None` when missing, changing nothing (the
+/// node that owns it may be running).
+fn peek_json<T: DeserializeOwned>(fs: &dyn Fs, path: &Path) -> io::Result<Option<T>> {
     let Some(stat) = fs.stat(path)? else {
         return Ok(None);
     };

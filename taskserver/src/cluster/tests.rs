@@ -148,4 +148,49 @@ mod power_cut {
         }
         println!("log store: {checked} power cuts, every acknowledged entry and vote kept");
     }
+
+    /// Purging after a snapshot deletes every segment wholly before it, so
+    /// that the log's files stay bounded however many entries went
+    /// through; what is left reopens as the log's tail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purging_deletes_whole_segments_and_the_tail_reopens() {
+        let dir = Path::new("/sim/raft");
+        let disk = SimDisk::default();
+        let segment_bytes = 4096;
+        let log_bytes = |disk: &SimDisk| -> (usize, usize) {
+            let files = disk.files();
+            let segments: Vec<_> = files
+                .iter()
+                .filter(|(p, _)| p.extension().is_some_and(|e| e == "wal"))
+                .collect();
+            (segments.len(), segments.iter().map(|(_, b)| b.len()).sum())
+        };
+        let mut log = LogStore::open_with_segments(disk.fs(), dir, segment_bytes).unwrap();
+        let mut most = 0;
+        for round in 0..10u64 {
+            let batch: Vec<Entry> = (round * 100..(round + 1) * 100)
+                .map(|i| entry(1, i))
+                .collect();
+            assert!(append(&mut log, batch).await);
+            // As openraft does after a snapshot: drop all but the last 20.
+            let upto = openraft::LogId::new_term_index(1, (round + 1) * 100 - 21);
+            log.purge(upto).await.unwrap();
+            let (segments, bytes) = log_bytes(&disk);
+            most = most.max(bytes);
+            assert!(
+                bytes as u64 <= 2 * segment_bytes + 4096,
+                "round {round}: {segments} segments, {bytes} bytes kept for 20 entries"
+            );
+        }
+        drop(log);
+        let mut log = LogStore::open_with_segments(disk.fs(), dir, segment_bytes).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index()), Some(979));
+        assert_eq!(state.last_log_id.map(|l| l.index()), Some(999));
+        let mut reader = log.get_log_reader().await;
+        let got = reader.try_get_log_entries(980..).await.unwrap();
+        let indexes: Vec<u64> = got.iter().map(|e| e.log_id().index()).collect();
+        assert_eq!(indexes, (980..1000).collect::<Vec<_>>());
+        println!("log store: 1,000 entries through, at most {most} bytes of segments kept");
+    }
 }
