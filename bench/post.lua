@@ -15,9 +15,11 @@ function setup(thread)
 end
 
 function init(args)
-  -- One prefix per thread and run: keys never repeat across threads or runs.
+  -- One prefix per thread and run: keys never repeat across threads or runs;
+  -- wrk processes run side by side pass a name of their own (`-- NAME`).
   math.randomseed(os.time() * 1000 + id)
-  prefix = string.format("wrk-%d-%08x", id, math.random(0, 0x7fffffff))
+  prefix = string.format("wrk-%s%d-%08x", args[1] and (args[1] .. "-") or "", id,
+    math.random(0, 0x7fffffff))
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
 end

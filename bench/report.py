@@ -209,6 +209,44 @@ def main():
     w(f"| p99 (the worse of the two clients) | {n.spread('burst-{r}.p99_ms')} |")
     w("")
 
+    # --- cluster mode ------------------------------------------------------------------
+    w("## Cluster mode: three nodes\n")
+    w(f"Three taskserver nodes in cluster mode on loopback, each with its own directory, "
+      f"{a.connections} connections split over them (one `wrk -t1` per node, bench/post.lua): "
+      "a `201` means in the Raft log of a majority, each fsynced, and applied. Beside it, in "
+      "the same round: the single node (`wrk -t2`, all connections to it), and etcd with "
+      "three members on loopback, durable puts of a task-sized value through its JSON "
+      "gateway `POST /v3/kv/put` (bench/put.lua), the same split. p50 and p99 are the "
+      "slowest of the three wrk processes'. After each load a `GET /tareas` through every "
+      "node (or a count of etcd's keys) must hold every acknowledged request.\n")
+    w("| peer | requests/s (median) | per round | p50 (ms) | p99 (ms) |")
+    w("|---|---:|---|---:|---:|")
+    for name, key in [("taskserver, 3 nodes", "cluster-{r}"), ("taskserver, single node", "ts-0-{r}"),
+                      ("etcd 3.4, 3 members", "etcd-{r}")]:
+        w(f"| {name} | {fmt(n.median(key + '.rps'))} | {n.spread(key + '.rps')} | "
+          f"{fmt(n.median(key + '.p50_ms'))} | {fmt(n.median(key + '.p99_ms'))} |")
+    w("")
+    w(f"Failover: `kill -9` of the leader while {16} writers post over the three nodes "
+      f"(a refused or failed request goes to the next node with the same key), "
+      f"{fmt(n.get('failover.kills'), 0)} times; from the kill to the first acknowledgement "
+      "of a request begun after it. The killed node is started again and catches up before "
+      "the next kill. Catch-up: a follower stopped while the other two store "
+      f"{fmt(n.get('catchup.behind'), 0)} tasks, then started; then the same node wiped and "
+      "started empty; each from its start to having applied everything committed "
+      "(bench/cluster, `cluster-bench`). Both end by checking the nodes' files are "
+      "byte-identical and hold every acknowledged task once.\n")
+    w("| | value |")
+    w("|---|---:|")
+    w(f"| failover, median (ms) | {fmt(n.get('failover.median_ms'))} |")
+    w(f"| failover, best / worst (ms) | {fmt(n.get('failover.min_ms'))} / {fmt(n.get('failover.max_ms'))} |")
+    w(f"| tasks acknowledged during the kills | {fmt(n.get('failover.acked'), 0)} |")
+    snap = n.get("catchup.from_snapshot")
+    how = "" if snap is None else (" (from a snapshot and the log's tail)" if snap else " (from the log)")
+    w(f"| catch-up of a node {fmt(n.get('catchup.behind'), 0)} tasks behind (s){how} | {fmt(n.get('catchup.behind_s'), 2)} |")
+    w(f"| catch-up of a wiped node (s) | {fmt(n.get('catchup.wiped_s'), 2)} |")
+    w(f"| writes/s while the node was down (2 nodes, {64} writers) | {fmt(n.get('catchup.write_rps'))} |")
+    w("")
+
     # --- ratios and targets -----------------------------------------------------------
     w("## Ratios and targets\n")
     w("| ratio | measured | target | met? |")
@@ -246,6 +284,11 @@ def main():
     else:
         target("clientemulator / oha", None, ">= 0.9", lambda x: False, "oha skipped")
     target("clientemulator / wrk (diagnostic)", n.ratio("emulator-{r}.rps", "ceiling-{r}.rps"), "(diagnostic)", lambda x: True)
+    target("3 nodes / single node, committed writes", n.ratio("cluster-{r}.rps", "ts-0-{r}.rps"), ">= 0.5", lambda x: x >= 0.5)
+    target("3 nodes / etcd 3 members, committed writes", n.ratio("cluster-{r}.rps", "etcd-{r}.rps"), ">= 1.0", lambda x: x >= 1.0)
+    target("3 nodes p99 / etcd p99", n.ratio("cluster-{r}.p99_ms", "etcd-{r}.p99_ms"), "<= 1.0 (no worse)", lambda x: x <= 1.0)
+    target("failover, median of the kills (ms)", n.get("failover.median_ms"), "< 1,000 ms", lambda x: x < 1000)
+    target("failover, worst of the kills (ms)", n.get("failover.max_ms"), "< 3,000 ms", lambda x: x < 3000)
     long_rss, short_rss = n.get("emulator-long.rss_mb"), n.median("emulator-{r}.rss_mb")
     growth = long_rss / short_rss if long_rss and short_rss else None
     target("clientemulator memory, 3x longer run / normal run", growth, "flat (<= 1.2)", lambda x: x <= 1.2)
@@ -281,7 +324,7 @@ def main():
         w("```\n")
 
     w("## Reproduce\n")
-    w("```sh\nbench/run           # this report (installs wrk, redis-server, Flask in bench/.venv, oha when missing)\n"
+    w("```sh\nbench/run           # this report (installs wrk, redis-server, etcd-server, Flask in bench/.venv, oha when missing)\n"
       "bench/run --smoke   # seconds: checks that the harness works; CI runs it\n"
       "bench/ab PATCH...   # a store change against HEAD, interleaved (see bench/experiments)\n```\n")
 

@@ -57,7 +57,11 @@ impl PeerClient {
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
-            .pool_max_idle_per_host(8)
+            // Every write a follower forwards is a request to the leader,
+            // as many at once as it has clients: each needs a connection to
+            // come back to, or it pays a new TCP connection (measured: 7,600
+            // connections left in TIME-WAIT in 2.5 s at 8).
+            .pool_max_idle_per_host(1024)
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("an HTTP client with these settings always builds");
