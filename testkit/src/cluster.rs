@@ -246,6 +246,12 @@ impl LocalCluster {
         }
     }
 
+    /// Node `id`'s process, no longer the cluster's to stop (to stop it
+    /// another way than `kill -9`).
+    pub fn take(&mut self, id: u64) -> Option<Server> {
+        self.nodes.remove(&id)
+    }
+
     /// SIGSTOP / SIGCONT of node `id`.
     pub fn pause(&self, id: u64, paused: bool) {
         if let Some(server) = self.nodes.get(&id) {

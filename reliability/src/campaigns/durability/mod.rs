@@ -9,7 +9,12 @@
 //! be lost by a power cut: it counts as lost. strace's recorded times bound
 //! the real ones from outside (see [`strace`]), so an order found between
 //! them holds between the real calls too.
+//!
+//! Then the same in cluster mode ([`cluster`]): every task answered was in
+//! the Raft log of a majority of the nodes, each copy synced, before the
+//! first answer that carried it.
 
+mod cluster;
 mod strace;
 
 use std::collections::BTreeMap;
@@ -66,6 +71,7 @@ pub fn run(ctx: &Ctx) -> Row {
     let data_path = data.canonicalize().unwrap_or(data.clone());
     audit(&calls, &data_path, &answered, &mut row);
     crate::datafile::final_audit(&mut row, &data, &acked, acked.len() as u64);
+    cluster::run(ctx, &mut row);
     row
 }
 
