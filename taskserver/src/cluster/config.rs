@@ -59,10 +59,11 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        // Measured on loopback, kill -9 of the leader under load to the
-        // slowest request: 300-600 ms gave 1.05-1.11 s, 200-400 ms
-        // 0.67-0.84 s, 150-300 ms 0.54-0.70 s (bench/RESULTS.md has the
-        // full run). 200-400 keeps a margin for a loaded machine.
+        // Measured by hand on loopback, kill -9 of the leader under load
+        // to the slowest request: 300-600 ms gave 1.05-1.11 s, 200-400 ms
+        // 0.67-0.84 s, 150-300 ms 0.54-0.70 s. 200-400 keeps a margin for
+        // a loaded machine; bench/RESULTS.md has its failover over 20
+        // kills (752 ms median, 856 ms worst, in the run of 2026-12-01).
         Timing {
             heartbeat_ms: 50,
             election_min_ms: 200,
