@@ -209,6 +209,21 @@ def main():
     w(f"| p99 (the worse of the two clients) | {n.spread('burst-{r}.p99_ms')} |")
     w("")
 
+    # --- the live page ------------------------------------------------------------------
+    w("## What an open live page costs\n")
+    w(f"The same durable `POST` load ({a.connections} connections, wrk) on one taskserver three "
+      "times in a row: alone, then while 1 and while 50 viewers of the live page poll `GET /live` "
+      "twice a second (bench/viewer.lua: each wrk connection waits 500 ms between requests).\n")
+    w("| | POSTs/s (median) | per round | / alone | `GET /live` answered per second |")
+    w("|---|---:|---|---:|---:|")
+    for viewers in (0, 1, 50):
+        key = f"page-{viewers}-{{r}}"
+        rel = "" if viewers == 0 else fmt(n.ratio(key + ".rps", "page-0-{r}.rps"))
+        live = "" if viewers == 0 else fmt(n.median(key + ".live_rps"))
+        name = "alone" if viewers == 0 else f"{viewers} viewer{'s' if viewers > 1 else ''}"
+        w(f"| {name} | {fmt(n.median(key + '.rps'))} | {n.spread(key + '.rps')} | {rel} | {live} |")
+    w("")
+
     # --- cluster mode ------------------------------------------------------------------
     w("## Cluster mode: three nodes\n")
     w(f"Three taskserver nodes in cluster mode on loopback, each with its own directory, "
@@ -284,6 +299,8 @@ def main():
     else:
         target("clientemulator / oha", None, ">= 0.9", lambda x: False, "oha skipped")
     target("clientemulator / wrk (diagnostic)", n.ratio("emulator-{r}.rps", "ceiling-{r}.rps"), "(diagnostic)", lambda x: True)
+    target("POSTs with 1 live-page viewer / alone", n.ratio("page-1-{r}.rps", "page-0-{r}.rps"), ">= 0.95", lambda x: x >= 0.95)
+    target("POSTs with 50 live-page viewers / alone", n.ratio("page-50-{r}.rps", "page-0-{r}.rps"), ">= 0.95", lambda x: x >= 0.95)
     target("3 nodes / single node, committed writes", n.ratio("cluster-{r}.rps", "ts-0-{r}.rps"), ">= 0.5", lambda x: x >= 0.5)
     target("3 nodes / etcd 3 members, committed writes", n.ratio("cluster-{r}.rps", "etcd-{r}.rps"), ">= 1.0", lambda x: x >= 1.0)
     target("3 nodes p99 / etcd p99", n.ratio("cluster-{r}.p99_ms", "etcd-{r}.p99_ms"), "<= 1.0 (no worse)", lambda x: x <= 1.0)

@@ -141,7 +141,7 @@ cid() {
 copy_project() {
     phase "project copy in $work"
     tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./tasks.json \
-        --exclude='./*.torn-*' --exclude=./.env --exclude='./cluster/node*/*' \
+        --exclude='./*.torn-*' --exclude=./.env --exclude='./cluster/node*/*' --exclude=./race/tasks.json \
         -cf - . | tar -C "$work" -xf -
     echo "        compose: ${compose_cmd[*]}; project $project"
 }

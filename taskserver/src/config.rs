@@ -38,6 +38,11 @@ pub struct Cli {
     /// [default: a directory `raft` next to the data file].
     #[arg(long, env = "TASKSERVER_RAFT_DIR", global = true)]
     pub raft_dir: Option<PathBuf>,
+    /// UNSAFE, for the course's demonstration only: store as the course
+    /// warns against (read the whole file, add, write it back, no lock),
+    /// so that concurrent requests lose tasks. Never with --node-id.
+    #[arg(long, conflicts_with_all = ["node_id", "peers"])]
+    pub unsafe_no_locking: bool,
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,

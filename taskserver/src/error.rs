@@ -35,6 +35,10 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Unhealthy(String),
+    /// The server broke (only `--unsafe-no-locking` does: a file read
+    /// while another request rewrites it).
+    #[error("{0}")]
+    Internal(String),
     /// Cluster mode: no leader, or no quorum, could take the request within
     /// the time a request may wait; nothing was acknowledged.
     #[error("{0}; nothing was acknowledged: retry in a moment (with the same Idempotency-Key, for a POST)")]
@@ -61,6 +65,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Forbidden => StatusCode::UNAUTHORIZED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

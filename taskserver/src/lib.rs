@@ -14,6 +14,8 @@
 //! - [`store`]: the data file: group commit, locks, catch-up, recovery.
 //! - [`cluster`]: cluster mode: the data file replicated by Raft.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`racy`]: `--unsafe-no-locking`, the race the course warns about, on
+//!   purpose (it loses tasks; never the default, never in cluster mode).
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 //! - [`healthcheck`]: the `taskserver healthcheck` subcommand.
 //!
@@ -33,6 +35,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod listen;
 pub mod metrics;
+pub mod racy;
 pub mod shutdown;
 pub mod store;
 pub mod task;

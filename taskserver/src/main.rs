@@ -48,6 +48,19 @@ fn main() -> ExitCode {
 async fn serve(cli: &Cli) -> anyhow::Result<()> {
     // Every connection of a burst is an open file, beyond the few of our own.
     taskserver::listen::raise_open_files_limit(u64::from(cli.backlog) + 64);
+    if cli.unsafe_no_locking {
+        tracing::warn!("{}", taskserver::racy::WARNING);
+        let racy = taskserver::racy::Racy::open(cli.data.clone()).await?;
+        let listener = taskserver::listen::bind(&cli.bind, cli.backlog).await?;
+        tracing::warn!(addr = %listener.local_addr()?, data = %racy.path().display(), "taskserver listening, UNSAFE: tasks will be lost");
+        taskserver::serve(
+            listener,
+            taskserver::app(racy),
+            taskserver::shutdown::signal(),
+        )
+        .await;
+        return Ok(());
+    }
     let Some(me) = cli.node_id else {
         let data = cli.data.clone();
         let store = tokio::task::spawn_blocking(move || taskserver::Store::open(data)).await??;

@@ -31,6 +31,10 @@ pub struct Metrics {
     registry: Registry,
     /// Requests by method, route and status.
     requests: Family<RequestLabels, Counter>,
+    /// `POST /tareas` answered, and their total time in microseconds: the
+    /// live page's latency (not in `/metrics`).
+    posts: Counter,
+    post_micros: Counter,
 }
 
 impl Metrics {
@@ -44,7 +48,17 @@ impl Metrics {
             requests.clone(),
         );
         more(&mut registry);
-        Metrics { registry, requests }
+        Metrics {
+            registry,
+            requests,
+            posts: Counter::default(),
+            post_micros: Counter::default(),
+        }
+    }
+
+    /// `POST /tareas` answered so far, and their total time in seconds.
+    pub fn post_totals(&self) -> (u64, f64) {
+        (self.posts.get(), self.post_micros.get() as f64 / 1e6)
     }
 
     /// The metrics in the text exposition format.
@@ -69,7 +83,14 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         _ => "other".into(),
     };
     let route = route_of(req.uri().path()).to_owned();
+    let started = std::time::Instant::now();
     let response = next.run(req).await;
+    if method == "POST" && route == "/tareas" {
+        metrics.posts.inc();
+        metrics
+            .post_micros
+            .inc_by(started.elapsed().as_micros() as u64);
+    }
     let labels = RequestLabels {
         method,
         route,
@@ -85,6 +106,8 @@ fn route_of(path: &str) -> &'static str {
         "/tareas" => "/tareas",
         "/health" => "/health",
         "/metrics" => "/metrics",
+        "/" => "/",
+        "/live" => "/live",
         p if p.starts_with("/tareas/") && !p["/tareas/".len()..].contains('/') => "/tareas/{id}",
         _ => "unmatched",
     }

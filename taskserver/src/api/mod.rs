@@ -17,8 +17,10 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+mod live;
 mod tasks;
 
+pub use live::Live;
 pub use tasks::{Freshness, Tasks};
 
 use crate::error::ApiError;
@@ -51,6 +53,8 @@ pub fn app<T: Tasks>(tasks: T) -> Router {
         metrics: metrics.clone(),
     };
     let routes = Router::new()
+        .route("/", get(page))
+        .route("/live", get(serve_live::<T>))
         .route("/tareas", get(list::<T>).post(create::<T>))
         .route("/tareas/{id}", get(get_one::<T>))
         .route("/health", get(health::<T>))
@@ -283,6 +287,26 @@ async fn get_one<T: Tasks>(
 /// server cannot store tasks any more, so that Docker's healthcheck fails too.
 async fn health<T: Tasks>(State(app): State<AppState<T>>) -> Result<Response, ApiError> {
     Ok(Json(app.tasks.health().await?).into_response())
+}
+
+/// `GET /`: the live page (see [`live`]).
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        live::PAGE,
+    )
+        .into_response()
+}
+
+/// `GET /live`: what the page polls: the keeper's counters and the POST
+/// latency totals of [`Metrics`].
+async fn serve_live<T: Tasks>(State(app): State<AppState<T>>) -> Result<Json<Live>, ApiError> {
+    let mut live = app.tasks.live().await?;
+    (live.posts, live.post_seconds) = app.metrics.post_totals();
+    Ok(Json(live))
 }
 
 /// `GET /metrics`.

@@ -10,6 +10,7 @@ use std::future::Future;
 use bytes::Bytes;
 use prometheus_client::registry::Registry;
 
+use super::live::Live;
 use crate::error::ApiError;
 use crate::store::{Inserted, NewEntry, Page, Store};
 
@@ -51,6 +52,17 @@ pub trait Tasks: Clone + Send + Sync + 'static {
 
     /// Adds its own metrics to `/metrics`.
     fn register_metrics(&self, registry: &mut Registry);
+
+    /// What the live page shows of it (`GET /live`), from memory. A keeper
+    /// with nothing to show (the benchmark's ceiling) keeps this default.
+    fn live(&self) -> impl Future<Output = Result<Live, ApiError>> + Send {
+        async {
+            Ok(Live {
+                mode: "none",
+                ..Live::default()
+            })
+        }
+    }
 }
 
 impl Tasks for Store {
@@ -80,5 +92,9 @@ impl Tasks for Store {
 
     fn register_metrics(&self, registry: &mut Registry) {
         self.stats().register(registry);
+    }
+
+    async fn live(&self) -> Result<Live, ApiError> {
+        Ok(Store::live(self).await?)
     }
 }

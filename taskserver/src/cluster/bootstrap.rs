@@ -173,6 +173,7 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
             vote_after: std::sync::Mutex::new(vote_after),
             fs,
             dir,
+            live_cache: Default::default(),
         }),
     };
     cluster.watch_metrics();

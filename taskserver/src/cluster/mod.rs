@@ -39,9 +39,11 @@
 //! - [`network`]: Raft between nodes, over HTTP with the secret.
 //! - [`routes`]: the HTTP side: `/raft/...`, `/cluster`, membership calls.
 //! - [`bootstrap`]: starting a node, creating the cluster exactly once.
+//! - [`live`]: every member's status for the live page (`GET /live`).
 
 pub mod bootstrap;
 pub mod config;
+mod live;
 pub mod log;
 pub mod network;
 pub mod routes;
@@ -104,6 +106,8 @@ struct Inner {
     fs: Arc<dyn crate::store::file::Fs>,
     /// The Raft directory.
     dir: std::path::PathBuf,
+    /// The members' statuses the live page showed last.
+    live_cache: live::Cache,
 }
 
 /// What `/metrics` shows of Raft.
@@ -655,6 +659,10 @@ impl Tasks for Cluster {
             self.read_barrier().await?;
         }
         Ok(self.inner.replica.get(id).await?)
+    }
+
+    async fn live(&self) -> Result<crate::api::Live, ApiError> {
+        Cluster::live(self).await
     }
 
     async fn health(&self) -> Result<serde_json::Value, ApiError> {

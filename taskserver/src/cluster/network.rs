@@ -82,6 +82,19 @@ impl PeerClient {
         self.answer(addr, request).await
     }
 
+    /// `GET /cluster` of the node at `addr` (a public route: no secret),
+    /// `None` if it does not answer in `timeout`.
+    pub async fn status_of(&self, addr: &str, timeout: Duration) -> Option<serde_json::Value> {
+        let response = self
+            .http
+            .get(format!("http://{addr}/cluster"))
+            .timeout(timeout)
+            .send()
+            .await
+            .ok()?;
+        response.json().await.ok()
+    }
+
     /// A signed POST to node `to`.
     pub fn request(
         &self,

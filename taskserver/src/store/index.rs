@@ -49,6 +49,9 @@ pub struct Index {
     /// In cluster mode, the largest Raft position of the tasks: how far the
     /// file has applied the log.
     last_raft: Option<RaftPosition>,
+    /// Tasks per `cliente` ("" for none): what the live page shows, kept
+    /// as tasks come so that it never walks a million of them.
+    clients: HashMap<Box<str>, u64, foldhash::fast::RandomState>,
 }
 
 /// A run of tasks ready to be sent: the JSON of each, `,\n`-separated, as
@@ -114,9 +117,24 @@ impl Index {
         if let Some(key) = &record.idempotency_key {
             self.keys.insert(key.as_str().into(), record.id);
         }
+        let client = record.cliente.as_deref().unwrap_or("");
+        match self.clients.get_mut(client) {
+            Some(n) => *n += 1,
+            None => {
+                self.clients.insert(client.into(), 1);
+            }
+        }
         if record.raft > self.last_raft {
             self.last_raft = record.raft;
         }
+    }
+
+    /// How many tasks each `cliente` has ("" for tasks without one).
+    pub fn clients(&self) -> std::collections::BTreeMap<String, u64> {
+        self.clients
+            .iter()
+            .map(|(name, n)| (name.to_string(), *n))
+            .collect()
     }
 
     /// The largest Raft position among the tasks (cluster mode).

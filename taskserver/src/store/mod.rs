@@ -55,7 +55,7 @@
 //!   from the Raft log instead of a queue.
 
 pub mod file;
-mod index;
+pub(crate) mod index;
 mod load;
 mod plan;
 #[cfg(any(test, feature = "sim"))]
@@ -165,6 +165,10 @@ pub struct StoreStats {
     pub batch_size: Histogram,
     /// Time of each `fdatasync`: the floor of a write's latency.
     pub fsync_seconds: Histogram,
+    /// The same syncs, counted and timed where the live page can read them
+    /// (a histogram's sum is not readable): not in `/metrics`.
+    pub fsyncs: Counter,
+    pub fsync_micros: Counter,
 }
 
 impl StoreStats {
@@ -196,6 +200,8 @@ impl Default for StoreStats {
             written: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            fsyncs: Counter::default(),
+            fsync_micros: Counter::default(),
         }
     }
 }
@@ -347,6 +353,14 @@ impl Store {
     /// How many tasks the file holds.
     pub async fn count(&self) -> Result<usize, StoreError> {
         self.read(|index| index.len()).await
+    }
+
+    /// What the live page shows of the store (from memory: no catch-up
+    /// with the file).
+    pub async fn live(&self) -> Result<crate::api::Live, StoreError> {
+        let stats = self.stats().clone();
+        self.read(move |index| crate::api::Live::of_store(index, &stats))
+            .await
     }
 
     async fn read<T: Send + 'static>(

@@ -103,6 +103,15 @@ impl Replica {
         self.core.clone().read(|index| index.len()).await
     }
 
+    /// What the live page shows of the file.
+    pub async fn live(&self) -> Result<crate::api::Live, StoreError> {
+        let stats = self.core.stats.clone();
+        self.core
+            .clone()
+            .read(move |index| crate::api::Live::of_store(index, &stats))
+            .await
+    }
+
     /// The file's metrics.
     pub fn stats(&self) -> &StoreStats {
         &self.core.stats

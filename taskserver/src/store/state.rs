@@ -125,7 +125,10 @@ impl Append {
     pub fn sync(&self, stats: &StoreStats) -> io::Result<()> {
         let started = Instant::now();
         self.file.sync_data()?;
-        stats.fsync_seconds.observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        stats.fsync_seconds.observe(took.as_secs_f64());
+        stats.fsyncs.inc();
+        stats.fsync_micros.inc_by(took.as_micros() as u64);
         Ok(())
     }
 }

@@ -247,7 +247,10 @@ fn tasks_in(bytes: &[u8]) -> Vec<&[u8]> {
     let mut rest = bytes;
     while let Some(at) = rest.windows(PREFIX.len()).position(|w| w == PREFIX) {
         let from = at + PREFIX.len();
-        let len = rest[from..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let len = rest[from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         if rest.get(from + len) == Some(&b'"') {
             found.push(&rest[at..from + len + 1]);
         }
