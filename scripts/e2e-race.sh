@@ -37,10 +37,11 @@ TASKSERVER_PORT="$(free_port)"
 # The safe run: docker-compose.yml under a project of its own.
 safe_cmd=("${compose_cmd[@]}")
 safe_cmd[${#safe_cmd[@]} - 1]="$work/docker-compose.yml"
-safe() { COMPOSE_PROJECT_NAME="$project-safe" "${safe_cmd[@]}" "$@"; }
+safe_cmd=(env COMPOSE_PROJECT_NAME="$project-safe" "${safe_cmd[@]}")
+safe() { "${safe_cmd[@]}" "$@"; }
 race_cleanup() {
     local status=$?
-    [[ "${E2E_KEEP:-}" == 1 ]] || timeout 120 env COMPOSE_PROJECT_NAME="$project-safe" "${safe_cmd[@]}" down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+    [[ "${E2E_KEEP:-}" == 1 ]] || timeout 120 "${safe_cmd[@]}" down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
     (exit "$status")
     cleanup
 }
@@ -88,9 +89,9 @@ check "./race/tasks.json holds fewer than the 200 sent ($held)" test "$held" -lt
 
 phase "the same clients against the safe server (docker-compose.yml)"
 echo '[]' >"$work/tasks.json"
-bounded 120 safe up -d server || fail "compose up of the safe server"
+bounded 120 "${safe_cmd[@]}" up -d server || fail "compose up of the safe server"
 wait_for 120 "the safe server is healthy" healthy "$(safe ps -q server)"
-bounded 300 safe up --no-deps client1 client2 >/dev/null 2>&1 || fail "the clients ran against the safe server"
+bounded 300 "${safe_cmd[@]}" up --no-deps client1 client2 >/dev/null 2>&1 || fail "the clients ran against the safe server"
 for c in client1 client2; do
     id="$(safe ps -a -q "$c")"
     line="$(client_line "$id" "$c")"
