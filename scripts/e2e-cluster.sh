@@ -15,7 +15,8 @@
 #   - the membership changes the README shows (curl with the secret):
 #     node 3 removed, added back as a learner, made a voter; a write after
 #     them is on the three nodes;
-#   - `docker exec ... taskserver raft-log` prints the node's log;
+#   - `docker exec ... taskserver raft-log` prints the node's log (what the
+#     last snapshot left of it, contiguous, to the last entry);
 #   - the nodes run as the owner of their directory (here root's and uid
 #     4242's), and leave that owner and mode as they were;
 #   - `compose down` removes the containers and the network.
@@ -151,8 +152,23 @@ total=$((2 * TASKS_PER_CLIENT))
 check "verdict: the three nodes hold the same $total tasks" grep -q "OK, .* same $total tasks" <<<"$line"
 check "the host's three tasks.json are byte-identical" same_files
 check "they hold $total tasks, unique ids, $TASKS_PER_CLIENT per client" tasks_ok "$work/cluster/node1/tasks.json"
-log_lines="$(docker exec "$(cid node2)" taskserver raft-log | grep -c '"kind":"task"')"
-check "docker exec node2 taskserver raft-log shows the $total tasks' entries ($log_lines)" test "$log_lines" -ge "$total"
+# The log as raft-log prints it: what is left after the last snapshot (one
+# every 10,000 entries, keeping 1,000 before it), up to the last entry.
+docker exec "$(cid node2)" taskserver raft-log >"$work/raft-log.jsonl"
+raft_log_ok() {
+    python3 - "$work/raft-log.jsonl" "$(cluster_json node2 last_log_index)" "$(cluster_json node2 snapshot)" <<'PY'
+import json, sys
+entries = [json.loads(line) for line in open(sys.argv[1])]
+last, snapshot = int(sys.argv[2]), (None if sys.argv[3] == "None" else int(sys.argv[3]))
+idx = [e["index"] for e in entries]
+tasks = sum(e["kind"] == "task" for e in entries)
+print(f"        raft-log: {len(entries)} entries ({tasks} tasks), indexes {idx[0]}-{idx[-1]}; last_log_index {last}, snapshot {snapshot}")
+contiguous = idx == list(range(idx[0], idx[-1] + 1))
+starts_right = idx[0] <= 1 or (snapshot is not None and idx[0] <= snapshot + 1)
+sys.exit(0 if entries and tasks > 0 and contiguous and idx[-1] == last and starts_right else 1)
+PY
+}
+check "docker exec node2 taskserver raft-log prints its log, from the last snapshot to the last entry" raft_log_ok
 for n in node1 node2 node3; do
     check "$n's directory keeps its owner and mode (${before_owner[$n]})" test "$(owner_mode "$work/cluster/$n")" == "${before_owner[$n]}"
 done
