@@ -48,9 +48,11 @@ race_cleanup() {
 trap race_cleanup EXIT
 
 healthy() { [[ "$(docker inspect --format '{{.State.Health.Status}}' "$1")" == healthy ]]; }
-client_line() { docker logs "$1" 2>&1 | grep -E "^$2: [0-9]+/[0-9]+ stored" | tail -n 1; }
-exited_line() { docker logs "$1" 2>&1 | grep -E "^$2: clientemulator exited" | tail -n 1; }
-lost_of() { sed -nE 's/.* ([0-9]+) lost.*/\1/p' <<<"$1"; }
+# The client's verdict line ("client1: 63/100 stored, 37 lost, ..."), or ""
+# (never a failed grep: this script runs under set -e).
+client_line() { docker logs "$1" 2>&1 | grep -E "^$2: [0-9]+/[0-9]+ " | grep -v "clientemulator exited" | tail -n 1 || true; }
+exited_line() { docker logs "$1" 2>&1 | grep -E "^$2: clientemulator exited" | tail -n 1 || true; }
+lost_of() { local n; n="$(sed -nE 's/.* ([0-9]+) lost.*/\1/p' <<<"$1")"; echo "${n:-0}"; }
 
 copy_project
 base_images
@@ -74,7 +76,10 @@ for c in client1 client2; do
     line="$(client_line "$(cid "$c")" "$c")"
     echo "        $c says: $line"
     echo "        $(exited_line "$(cid "$c")" "$c")"
-    [[ -n "$line" ]] || fail "$c printed its read-back line"
+    if [[ -z "$line" ]]; then
+        docker logs "$(cid "$c")" 2>&1 | tail -n 15 | sed 's/^/        | /'
+        fail "$c printed its verdict line"
+    fi
     lost_total=$((lost_total + $(lost_of "$line")))
     check "$c's clientemulator exited 1" grep -q "exited 1" <<<"$(exited_line "$(cid "$c")" "$c")"
 done

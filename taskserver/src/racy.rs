@@ -5,10 +5,10 @@
 //! with no lock and nothing making requests wait for one another: what an
 //! unprotected Flask server does. Two requests that read the file before
 //! either wrote it both write an array holding only their own new task; the
-//! second write wipes out the first, which was already answered `201`. A
-//! request that reads the file while another is rewriting it finds it cut
-//! short and answers `500`. (Reads, `GET` and `/health`, read such a file
-//! again a moment later, so that the clients can count what was lost.)
+//! second write wipes out the first, which was already answered `201`. Each
+//! request writes its array to a file of its own and renames it over the
+//! data file, so the file is always some request's whole array: the last
+//! rename wins, and what the others added is gone.
 //!
 //! Nothing else changes: the same router, validation and statuses. There is
 //! no `Idempotency-Key` deduplication (the course's design has none) and no
@@ -30,6 +30,9 @@ use crate::task::Record;
 
 /// What the log and `/health` say while this mode runs.
 pub const WARNING: &str = "UNSAFE MODE (--unsafe-no-locking): every POST reads the whole file, adds its task and writes the file back, with no lock; concurrent requests overwrite each other and acknowledged tasks are lost. This is the race the course warns about, shown on purpose. Never use it for data you want to keep";
+
+/// Numbers each request's new file.
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The data file, read and rewritten whole by every request.
 #[derive(Clone)]
@@ -60,7 +63,7 @@ impl Racy {
             .map_err(|e| ApiError::Internal(format!("cannot read {}: {e}", self.path.display())))?;
         serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::Internal(format!(
-                "{} is not a JSON array of tasks right now ({e}): another request is rewriting it \
+                "{} is not a JSON array of tasks ({e}) \
                  (the race of --unsafe-no-locking)",
                 self.path.display()
             ))
@@ -100,11 +103,21 @@ impl Tasks for Racy {
         // Other requests run here, between this one's read and its write,
         // as they would between the two in an unprotected server.
         tokio::task::yield_now().await;
-        // 3. Write the whole file back (truncate, then write: a reader in
-        // between sees it empty or cut short).
+        // 3. Write the whole array back: to a file of its own, renamed over
+        // the data file, so that the file is always one request's whole
+        // array (two plain rewrites at once can also leave it broken for
+        // good, and then the demonstration shows only errors).
         let mut bytes = serde_json::to_vec_pretty(&tasks).expect("tasks always serialize");
         bytes.push(b'\n');
-        tokio::fs::write(&*self.path, bytes).await.map_err(|e| {
+        let new = self.path.with_extension(format!(
+            "json.racy-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let written = async {
+            tokio::fs::write(&new, bytes).await?;
+            tokio::fs::rename(&new, &*self.path).await
+        };
+        written.await.map_err(|e| {
             ApiError::Internal(format!("cannot write {}: {e}", self.path.display()))
         })?;
         Ok(Inserted {
