@@ -21,9 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::json;
 use testkit::cluster::LocalCluster;
-use testkit::http::{self, post_task};
 
 use super::strace::{self, Call};
 use super::{contains, TRACED};
@@ -91,38 +89,7 @@ fn write_wrapper(dir: &Path, taskserver: &Path) -> std::io::Result<PathBuf> {
 /// tenth of them; per title, how many answers 200 or 201 it got.
 fn send(urls: &[String], tasks: usize, row: &mut Row) -> BTreeMap<String, u32> {
     let rt = super::super::runtime();
-    let results = rt.block_on(async {
-        let http = http::client();
-        let urls = urls.to_vec();
-        let send = move |i: usize| {
-            let (http, url) = (http.clone(), urls[i % urls.len()].clone());
-            async move {
-                let titulo = format!("cluster durability task {i}");
-                let task = json!({ "titulo": titulo, "cliente": "durability" });
-                let key = format!("cluster-durability-{i}");
-                (titulo, post_task(&http, &url, &task, Some(&key)).await)
-            }
-        };
-        let mut workers = Vec::new();
-        for w in 0..CONCURRENCY {
-            let send = send.clone();
-            workers.push(tokio::spawn(async move {
-                let mut mine = Vec::new();
-                for i in (w..tasks).step_by(CONCURRENCY) {
-                    mine.push(send(i).await);
-                }
-                mine
-            }));
-        }
-        let mut results = Vec::new();
-        for worker in workers {
-            results.extend(worker.await.unwrap_or_default());
-        }
-        for i in (0..tasks).step_by(10) {
-            results.push(send(i).await);
-        }
-        results
-    });
+    let results = rt.block_on(super::burst(urls, "cluster durability", tasks, CONCURRENCY));
     let mut answered = BTreeMap::new();
     for (titulo, answer) in results {
         match answer {

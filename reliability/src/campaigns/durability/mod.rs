@@ -123,43 +123,53 @@ fn stop_traced(server: Server) -> Result<(), String> {
     Ok(())
 }
 
+/// What one POST of a burst got: the task's title and the answer.
+type Sent = (String, Result<(u16, serde_json::Value), String>);
+
+/// Sends tasks `0..tasks` over `concurrency` clients, task `i` to
+/// `urls[i % urls.len()]`, titled `"{name} task {i}"` with the key
+/// `"{name}-{i}"` (spaces as dashes); then again every tenth task, the same
+/// key and body, which must be answered 200. Every answer, in no order.
+async fn burst(urls: &[String], name: &str, tasks: usize, concurrency: usize) -> Vec<Sent> {
+    let http = http::client();
+    let (urls, name) = (urls.to_vec(), name.to_owned());
+    let send = move |i: usize| {
+        let (http, url) = (http.clone(), urls[i % urls.len()].clone());
+        let titulo = format!("{name} task {i}");
+        let key = format!("{}-{i}", name.replace(' ', "-"));
+        async move {
+            let task = json!({ "titulo": titulo, "cliente": "durability" });
+            let answer = post_task(&http, &url, &task, Some(&key)).await;
+            (titulo, answer)
+        }
+    };
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let send = send.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in (w..tasks).step_by(concurrency) {
+                mine.push(send(i).await);
+            }
+            mine
+        }));
+    }
+    let mut results = Vec::new();
+    for worker in workers {
+        results.extend(worker.await.unwrap_or_default());
+    }
+    for i in (0..tasks).step_by(10) {
+        results.push(send(i).await);
+    }
+    results
+}
+
 /// Sends `tasks` tasks over CONCURRENCY clients, then retries a tenth of
 /// them; every task has its own key. Returns, per title, how many answers
 /// 200 or 201 it got; and the acknowledged tasks with their ids.
 fn send_burst(url: &str, tasks: usize, row: &mut Row) -> (BTreeMap<String, u32>, Acks) {
     let rt = super::runtime();
-    let results = rt.block_on(async {
-        let (http, url) = (http::client(), url.to_owned());
-        let send = move |i: usize| {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                let titulo = format!("durability task {i}");
-                let task = json!({ "titulo": titulo, "cliente": "durability" });
-                let answer = post_task(&http, &url, &task, Some(&format!("durability-{i}"))).await;
-                (titulo, answer)
-            }
-        };
-        let mut results = Vec::new();
-        let mut workers = Vec::new();
-        for w in 0..CONCURRENCY {
-            let send = send.clone();
-            workers.push(tokio::spawn(async move {
-                let mut mine = Vec::new();
-                for i in (w..tasks).step_by(CONCURRENCY) {
-                    mine.push(send(i).await);
-                }
-                mine
-            }));
-        }
-        for worker in workers {
-            results.extend(worker.await.unwrap_or_default());
-        }
-        // Retries of every tenth task: the same key and body, answered 200.
-        for i in (0..tasks).step_by(10) {
-            results.push(send(i).await);
-        }
-        results
-    });
+    let results = rt.block_on(burst(&[url.to_owned()], "durability", tasks, CONCURRENCY));
     let mut answered = BTreeMap::new();
     let mut acked = Acks::new();
     for (titulo, answer) in results {
