@@ -71,25 +71,6 @@ impl Racy {
     }
 }
 
-impl Racy {
-    /// [`Racy::read_all`] for the reads (`GET`, `/health`): a file caught
-    /// in the middle of a rewrite is read again a moment later, up to a
-    /// second, so that the clients' read-back shows what was lost rather
-    /// than failing on a half-written file.
-    async fn read_settled(&self) -> Result<Vec<Record>, ApiError> {
-        let mut tries = 0;
-        loop {
-            match self.read_all().await {
-                Err(ApiError::Internal(_)) if tries < 200 => {
-                    tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-}
-
 impl Tasks for Racy {
     async fn insert(&self, entry: NewEntry) -> Result<Inserted, ApiError> {
         // 1. Read the whole file.
@@ -128,7 +109,7 @@ impl Tasks for Racy {
     }
 
     async fn page(&self, after: u64, limit: usize, _: Freshness) -> Result<Page, ApiError> {
-        let tasks = self.read_settled().await?;
+        let tasks = self.read_all().await?;
         let mut page = Page {
             parts: Vec::new(),
             count: 0,
@@ -144,7 +125,7 @@ impl Tasks for Racy {
     }
 
     async fn get(&self, id: u64, _: Freshness) -> Result<Option<Bytes>, ApiError> {
-        let tasks = self.read_settled().await?;
+        let tasks = self.read_all().await?;
         Ok(tasks
             .iter()
             .find(|t| t.id == id)
@@ -152,7 +133,7 @@ impl Tasks for Racy {
     }
 
     async fn health(&self) -> Result<serde_json::Value, ApiError> {
-        let tareas = self.read_settled().await?.len();
+        let tareas = self.read_all().await?.len();
         Ok(
             serde_json::json!({ "status": "ok", "tareas": tareas, "mode": "unsafe-no-locking", "warning": WARNING }),
         )
@@ -161,7 +142,7 @@ impl Tasks for Racy {
     fn register_metrics(&self, _: &mut Registry) {}
 
     async fn live(&self) -> Result<Live, ApiError> {
-        let tasks = self.read_settled().await?;
+        let tasks = self.read_all().await?;
         let mut clients = std::collections::BTreeMap::new();
         for t in &tasks {
             *clients
