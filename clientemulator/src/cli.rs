@@ -68,6 +68,12 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Also write the report as one self-contained HTML page to FILE:
+    /// latency histogram and percentiles, throughput and latency over the
+    /// run, statuses and errors, and the verification. Opens offline.
+    #[arg(long, value_name = "FILE", env = "HTML_REPORT")]
+    pub html: Option<std::path::PathBuf>,
+
     /// Tasks per page when reading them back (GET /tareas?despues_de=N&limite=M).
     #[arg(long, value_name = "M", default_value_t = 1000)]
     pub page_size: u64,

@@ -462,13 +462,15 @@ impl Worker {
             .connection
             .post(&self.shared.targets[self.server], body, key)
             .await;
+        let now = Instant::now();
+        let at = now - self.shared.start;
         let mut counters = self.shared.recorder.shard(self.shard);
         match answer {
             Ok(status) => {
-                counters.record_status(status);
+                counters.record_status(at, status);
                 match status {
                     200 | 201 => {
-                        counters.record_latency(started.elapsed());
+                        counters.record_latency(at, now - started);
                         Attempt::Acknowledged
                     }
                     500..=599 => Attempt::Retryable,
@@ -476,7 +478,7 @@ impl Worker {
                 }
             }
             Err(error) => {
-                counters.record_error(error.kind, || describe(&*error.source));
+                counters.record_error(at, error.kind, || describe(&*error.source));
                 match error.kind {
                     ErrorKind::Connect => Attempt::Retryable,
                     ErrorKind::Timeout | ErrorKind::Connection | ErrorKind::Other => {

@@ -45,16 +45,21 @@
 //!   core; [`client::connection`] is a worker's own HTTP/1.1 connection.
 //! - [`stats`]: what sending remembers: per-task outcomes (the ledger) and
 //!   sharded latency, status and error counters.
+//! - [`timeline`]: the same answers by when they arrived, in a bounded
+//!   number of intervals.
 //! - [`verify`]: the paginated read-back and the per-task judgement.
 //! - [`report`]: the report, printed for people or as JSON, and the verdict.
+//! - [`html`]: the same report as one self-contained HTML page (`--html`).
 //!
 //! [`run`] ties the three phases together; `main.rs` only parses, runs,
 //! prints and exits.
 
 pub mod cli;
 pub mod client;
+pub mod html;
 pub mod report;
 pub mod stats;
+pub mod timeline;
 pub mod verify;
 
 use std::future::Future;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{Config, Mode};
 use crate::client::Load;
+use crate::timeline::Timeline;
 use crate::verify::{NodeCheck, Verification, VerifyError};
 use crate::Exit;
 
@@ -79,6 +80,12 @@ pub struct Report {
     pub latency_ms: LatencyMs,
     /// Ten equal-width ranges of the same latencies.
     pub latency_histogram: Vec<LatencyBucket>,
+    /// The same in fifty ranges, the finer picture that `--html` draws.
+    #[serde(default)]
+    pub latency_distribution: Vec<LatencyBucket>,
+    /// Acknowledgements, failed attempts and latency over the run's time.
+    #[serde(default)]
+    pub timeline: TimelineReport,
     /// HTTP status -> responses, retries included.
     pub status_counts: BTreeMap<String, u64>,
     /// Error kind (`timeout`, `connect`, `connection`, `other`) -> requests
@@ -158,6 +165,76 @@ pub struct LatencyBucket {
     pub le_ms: f64,
     /// Acknowledged tasks whose latency fell in the range.
     pub count: u64,
+}
+
+/// The run's time in equal intervals (see [`crate::timeline`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimelineReport {
+    /// The width of every interval but perhaps the last.
+    pub interval_seconds: f64,
+    /// From the start of sending to its end.
+    pub intervals: Vec<IntervalReport>,
+}
+
+/// What arrived in one interval of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalReport {
+    /// When it begins, counted from the start of sending.
+    pub start_seconds: f64,
+    /// How long it is: `interval_seconds`, or less for the last one.
+    pub seconds: f64,
+    /// Tasks acknowledged in it.
+    pub acknowledged: u64,
+    /// `acknowledged` per second of the interval.
+    pub acknowledged_per_second: f64,
+    /// Attempts answered with anything but 200 or 201, or not answered.
+    pub errors: u64,
+    /// Latency of the tasks acknowledged in it (`null` when none was).
+    pub latency_ms: Option<IntervalLatencyMs>,
+}
+
+/// Latency percentiles of one interval, within 1/16 of the true value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IntervalLatencyMs {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl TimelineReport {
+    /// The intervals of `timeline` that fall within the `elapsed` sending time.
+    fn new(timeline: &Timeline, elapsed: Duration) -> Self {
+        let width = timeline.width().as_secs_f64();
+        let end = elapsed.as_secs_f64();
+        let intervals = timeline
+            .intervals()
+            .iter()
+            .enumerate()
+            .map(|(i, interval)| {
+                let start = i as f64 * width;
+                // The last interval ends with the run; an answer can never
+                // arrive after `elapsed`, but keep a floor against rounding.
+                let seconds = (end - start).clamp(width / 1000.0, width);
+                let quantile = |q| interval.latency_at(q).map_or(0.0, |us| ms(us as f64));
+                IntervalReport {
+                    start_seconds: start,
+                    seconds,
+                    acknowledged: interval.acknowledged,
+                    acknowledged_per_second: interval.acknowledged as f64 / seconds,
+                    errors: interval.errors,
+                    latency_ms: (interval.acknowledged > 0).then(|| IntervalLatencyMs {
+                        p50: quantile(0.5),
+                        p99: quantile(0.99),
+                        max: quantile(1.0),
+                    }),
+                }
+            })
+            .collect();
+        Self {
+            interval_seconds: width,
+            intervals,
+        }
+    }
 }
 
 impl Report {
@@ -248,6 +325,8 @@ impl Report {
                 .then_some(verify_time.as_secs_f64()),
             latency_ms: latency_summary(&stats.latency_us),
             latency_histogram: latency_buckets(&stats.latency_us, 10),
+            latency_distribution: latency_buckets(&stats.latency_us, 50),
+            timeline: TimelineReport::new(&stats.timeline, load.elapsed),
             status_counts: stats
                 .statuses
                 .iter()
@@ -299,6 +378,11 @@ impl Report {
         } else {
             write!(out, "{self}")
         }
+    }
+
+    /// Writes the report as one self-contained HTML page (see [`crate::html`]).
+    pub fn write_html(&self, path: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(path, crate::html::render(self))
     }
 
     /// The process exit status for this report ([`Exit::NoRun`] is only
@@ -542,10 +626,11 @@ mod tests {
         ledger.set_issued(issued);
         let recorder = Recorder::new(1);
         for i in 0..issued {
-            recorder.shard(0).record_status(201);
+            let at = Duration::from_millis(i * 20);
+            recorder.shard(0).record_status(at, 201);
             recorder
                 .shard(0)
-                .record_latency(Duration::from_millis(i + 1));
+                .record_latency(at, Duration::from_millis(i + 1));
         }
         Load {
             ledger,
@@ -581,9 +666,56 @@ mod tests {
         assert!(report.latency_ms.p50 <= report.latency_ms.p99);
         let bucketed: u64 = report.latency_histogram.iter().map(|b| b.count).sum();
         assert_eq!(bucketed, 100, "every latency falls in one bucket");
+        // One acknowledgement every 20 ms for 2 s: 40 ms intervals.
+        let timeline = &report.timeline;
+        assert_eq!(timeline.interval_seconds, 0.04);
+        assert_eq!(timeline.intervals.len(), 50);
+        let first = &timeline.intervals[0];
+        assert_eq!((first.acknowledged, first.errors), (2, 0));
+        assert!((first.acknowledged_per_second - 50.0).abs() < 1e-9);
+        let max = first.latency_ms.unwrap().max;
+        assert!(
+            (2.0..=2.125).contains(&max),
+            "tasks 1 and 2 took 1 and 2 ms: {max}"
+        );
+        let p50 = timeline.intervals[49].latency_ms.unwrap().p50;
+        assert!(
+            (100.0..=107.0).contains(&p50),
+            "task 100 took 100 ms: {p50}"
+        );
+        let total: u64 = timeline.intervals.iter().map(|i| i.acknowledged).sum();
+        assert_eq!(total, 100);
         assert!(report
             .to_string()
             .ends_with("c1: 100/100 stored, 0 lost, 0 duplicated\n"));
+    }
+
+    #[test]
+    fn the_html_report_embeds_the_json_report_whole_and_escaped() {
+        let mut cfg = config(&["-n", "3"]);
+        cfg.client_id = "</script><b>c1</b>".into();
+        let report = Report::new(
+            &cfg,
+            Duration::ZERO,
+            &load(3, &[]),
+            Some(Ok((verified(3), Vec::new()))),
+            Duration::ZERO,
+        );
+        let page = crate::html::render(&report);
+        let open = r#"<script type="application/json" id="report">"#;
+        let start = page.find(open).unwrap() + open.len();
+        let end = start + page[start..].find("</script>").unwrap();
+        let embedded = &page[start..end];
+        assert!(!embedded.contains('<'));
+        assert_eq!(
+            embedded.replace("\\u003c", "<"),
+            serde_json::to_string(&report).unwrap()
+        );
+        assert_eq!(
+            page.matches("</script>").count(),
+            2,
+            "the data script and the page's"
+        );
     }
 
     #[test]

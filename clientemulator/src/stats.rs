@@ -4,7 +4,8 @@
 //! Nothing here grows with the number of successful requests: latencies go
 //! into an HDR histogram (a fixed array of counters with 3 significant
 //! digits), and a task costs memory only in the bitsets of the [`Ledger`]:
-//! none when acknowledged, at most three bits otherwise.
+//! none when acknowledged, at most three bits otherwise. What happened when
+//! goes into a [`Timeline`] of at most a few hundred intervals.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +13,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::timeline::Timeline;
 
 /// A growable set of task indexes, one bit each.
 #[derive(Debug, Default, Clone)]
@@ -220,6 +223,8 @@ pub struct Shard {
     pub attempts: u64,
     /// Attempts beyond the first of a task.
     pub retries: u64,
+    /// Acknowledgements, failed attempts and latency by when they happened.
+    pub timeline: Timeline,
 }
 
 impl Shard {
@@ -232,31 +237,46 @@ impl Shard {
             error_examples: BTreeMap::new(),
             attempts: 0,
             retries: 0,
+            timeline: Timeline::default(),
         }
     }
 
-    pub fn record_status(&mut self, status: u16) {
+    /// An HTTP answer `status` that arrived `at` after the start of sending;
+    /// an acknowledgement's latency is recorded by [`Self::record_latency`].
+    pub fn record_status(&mut self, at: Duration, status: u16) {
         self.attempts += 1;
         *self.statuses.entry(status).or_default() += 1;
+        if !matches!(status, 200 | 201) {
+            self.timeline.error(at);
+        }
     }
 
+    /// An attempt without an HTTP answer, given up `at` after the start.
     /// `message` is only called the first time a kind is seen, so the common
     /// repeated error costs no formatting.
-    pub fn record_error(&mut self, kind: ErrorKind, message: impl FnOnce() -> String) {
+    pub fn record_error(
+        &mut self,
+        at: Duration,
+        kind: ErrorKind,
+        message: impl FnOnce() -> String,
+    ) {
         self.attempts += 1;
         *self.errors.entry(kind).or_default() += 1;
         self.error_examples.entry(kind).or_insert_with(message);
+        self.timeline.error(at);
     }
 
     pub fn record_retry(&mut self) {
         self.retries += 1;
     }
 
-    pub fn record_latency(&mut self, latency: Duration) {
+    /// A task acknowledged `at` after the start, `latency` after it began.
+    pub fn record_latency(&mut self, at: Duration, latency: Duration) {
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
         self.latency_us.saturating_record(micros);
+        self.timeline.acknowledged(at, latency);
     }
 
     fn merge(&mut self, other: &Shard) {
@@ -278,6 +298,7 @@ impl Shard {
         }
         self.attempts += other.attempts;
         self.retries += other.retries;
+        self.timeline.merge(&other.timeline);
     }
 }
 
@@ -347,18 +368,19 @@ mod tests {
         let recorder = Recorder::new(3);
         for worker in 0..6 {
             let mut shard = recorder.shard(worker);
-            shard.record_status(201);
-            shard.record_latency(Duration::from_millis(worker as u64 + 1));
+            let at = Duration::from_millis(worker as u64 * 10);
+            shard.record_status(at, 201);
+            shard.record_latency(at, Duration::from_millis(worker as u64 + 1));
         }
-        recorder.shard(1).record_status(500);
+        recorder.shard(1).record_status(Duration::ZERO, 500);
         recorder.shard(1).record_retry();
         recorder
             .shard(2)
-            .record_error(ErrorKind::Timeout, || "slow".into());
+            .record_error(Duration::ZERO, ErrorKind::Timeout, || "slow".into());
         // The same shard (5 % 3 == 2) already has an example: no formatting.
         recorder
             .shard(5)
-            .record_error(ErrorKind::Timeout, || unreachable!());
+            .record_error(Duration::ZERO, ErrorKind::Timeout, || unreachable!());
         let total = recorder.merged();
         assert_eq!(total.statuses[&201], 6);
         assert_eq!(total.statuses[&500], 1);
@@ -369,5 +391,11 @@ mod tests {
         assert_eq!(total.latency_us.len(), 6);
         // HDR keeps 3 significant digits: the max is 6000 µs within that.
         assert!(total.latency_us.equivalent(total.latency_us.max(), 6000));
+        // The timeline of the merged shards: one acknowledgement per 10 ms,
+        // and the 500 and the two timeouts in the first interval.
+        let intervals = total.timeline.intervals();
+        assert_eq!(intervals.len(), 6);
+        assert!(intervals.iter().all(|i| i.acknowledged == 1));
+        assert_eq!(intervals[0].errors, 3);
     }
 }

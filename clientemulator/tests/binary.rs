@@ -42,7 +42,13 @@ struct Latency {
 async fn clientemulator(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_clientemulator"));
     command.args(args);
-    for var in ["SERVER_URL", "TASKS", "CONCURRENCY", "CLIENT_ID"] {
+    for var in [
+        "SERVER_URL",
+        "TASKS",
+        "CONCURRENCY",
+        "CLIENT_ID",
+        "HTML_REPORT",
+    ] {
         command.env_remove(var);
     }
     command.envs(env.iter().copied());
@@ -220,7 +226,13 @@ async fn clientemulator_with_open_files(soft: u64, hard: u64, args: &[&str]) -> 
         .arg(format!("--nofile={soft}:{hard}"))
         .arg(env!("CARGO_BIN_EXE_clientemulator"))
         .args(args);
-    for var in ["SERVER_URL", "TASKS", "CONCURRENCY", "CLIENT_ID"] {
+    for var in [
+        "SERVER_URL",
+        "TASKS",
+        "CONCURRENCY",
+        "CLIENT_ID",
+        "HTML_REPORT",
+    ] {
         command.env_remove(var);
     }
     command
@@ -270,5 +282,63 @@ async fn a_concurrency_beyond_the_hard_open_files_limit_is_refused_with_exit_2()
     assert!(
         server.stop().await.is_empty(),
         "nothing is sent before the refusal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_embeds_the_json_report_and_an_unwritable_path_exits_1() {
+    let server = RealServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let output = clientemulator(
+        &[
+            "--url",
+            &server.url,
+            "-n",
+            "50",
+            "-c",
+            "5",
+            "--client-id",
+            "c",
+            "--json",
+            "--html",
+            page.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let json = stdout(&output);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(
+        html.contains(&json.trim().replace('<', "\\u003c")),
+        "the page carries the very report printed on stdout"
+    );
+
+    let nowhere = dir.path().join("no such directory").join("report.html");
+    let output = clientemulator(
+        &[
+            "--url",
+            &server.url,
+            "-n",
+            "5",
+            "--client-id",
+            "c",
+            "--html",
+            nowhere.to_str().unwrap(),
+        ],
+        &[("HTML_REPORT", "ignored: the flag wins")],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        stdout(&output).ends_with("c: 5/5 stored, 0 lost, 0 duplicated\n"),
+        "the report on stdout is still whole"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("writing the HTML report to") && stderr.contains("no such directory"),
+        "{stderr}"
     );
 }
