@@ -12,7 +12,10 @@
 //!   a membership entry is applied.
 //! - The last snapshot: `snapshot.json` (its log id and membership) and
 //!   `snapshot.data` (the data file's bytes at that point), which a node far
-//!   behind, new, or wiped, is sent.
+//!   behind, new, or wiped, is sent. Building one holds up applying only
+//!   while the file's bytes are read; writing and syncing the copy happens
+//!   beside the applies, under a lock of its own, and never replaces a
+//!   newer snapshot (one installed from the leader meanwhile).
 //!
 //! After a restart the state machine has applied up to the largest of the
 //! file's last task, the membership entry and the snapshot. openraft applies
@@ -43,6 +46,11 @@ use crate::store::{Proposal, Replica};
 #[derive(Clone)]
 pub struct StateMachine {
     inner: Arc<Mutex<Inner>>,
+    /// The stored snapshot's files, and the log id they are the state at.
+    /// Apart from `inner`, so that storing a snapshot (the whole data
+    /// file, synced) does not hold up the applies. Taken after `inner`
+    /// when both are needed.
+    stored: Arc<Mutex<Option<LogId>>>,
 }
 
 struct Inner {
@@ -86,6 +94,7 @@ impl StateMachine {
                 applied,
                 membership,
             })),
+            stored: Arc::new(Mutex::new(snapshot.and_then(|s| s.meta.last_log_id))),
         })
     }
 }
@@ -166,6 +175,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
         let mut inner = self.inner.lock().await;
+        let mut stored = self.stored.lock().await;
         let (replica, fs, dir, meta_owned) = (
             inner.replica.clone(),
             inner.fs.clone(),
@@ -183,6 +193,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io::Error::other)??;
+        *stored = meta.last_log_id;
         inner.applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         tracing::info!(last = ?meta.last_log_id, "installed a snapshot from the leader");
@@ -193,6 +204,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let inner = self.inner.lock().await;
         let (fs, dir) = (inner.fs.clone(), inner.dir.clone());
         drop(inner);
+        // Not while a snapshot is being stored: its data and meta are
+        // renamed in one after the other.
+        let _stored = self.stored.lock().await;
         tokio::task::spawn_blocking(move || -> io::Result<Option<Snapshot>> {
             let Some(stored) = load_json::<StoredSnapshot>(&*fs, &dir.join("snapshot.json"))?
             else {
@@ -216,27 +230,36 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        // Under the lock, so that no apply runs between the bytes and the
-        // log id they are the state of.
+        // The bytes under the lock, so that no apply runs between them and
+        // the log id they are the state of; the copy is written without it.
         let inner = self.inner.lock().await;
         let meta = SnapshotMeta {
             last_log_id: inner.applied,
             last_membership: inner.membership.clone(),
         };
-        let (replica, fs, dir, meta_owned) = (
-            inner.replica.clone(),
-            inner.fs.clone(),
-            inner.dir.clone(),
-            meta.clone(),
-        );
-        let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let data = replica.snapshot().map_err(io::Error::other)?;
-            store_snapshot(&*fs, &dir, &meta_owned, &data)?;
-            Ok(data)
-        })
-        .await
-        .map_err(io::Error::other)??;
-        tracing::info!(last = ?meta.last_log_id, bytes = data.len(), "built a snapshot");
+        let (replica, fs, dir) = (inner.replica.clone(), inner.fs.clone(), inner.dir.clone());
+        let data = tokio::task::spawn_blocking(move || replica.snapshot())
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)?;
+        drop(inner);
+        let mut stored = self.stored.lock().await;
+        let data = if *stored < meta.last_log_id {
+            let copy = meta.clone();
+            let data = tokio::task::spawn_blocking(move || {
+                store_snapshot(&*fs, &dir, &copy, &data).map(|()| data)
+            });
+            let data = data.await.map_err(io::Error::other)??;
+            *stored = meta.last_log_id;
+            tracing::info!(last = ?meta.last_log_id, bytes = data.len(), "built a snapshot");
+            data
+        } else {
+            // A snapshot installed from the leader meanwhile is newer: it
+            // stays stored, and this one is only returned.
+            tracing::info!(last = ?meta.last_log_id, "built a snapshot older than the stored one, kept that one");
+            data
+        };
+        drop(stored);
         Ok(Snapshot {
             meta,
             snapshot: data,
