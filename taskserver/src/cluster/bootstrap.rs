@@ -167,6 +167,7 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
             raft,
             replica,
             me: config.me,
+            forwarder: super::forward::Forwarder::start(peers.clone()),
             peers,
             gauges: ClusterGauges::default(),
             identity: std::sync::Mutex::new(identity.and_then(|i| i.cluster_id)),

@@ -10,7 +10,8 @@
 //!   its entry is in the log of a majority of voters, each of which had
 //!   `fdatasync`ed it before saying so ([`log`]), and once it is applied to
 //!   the answering node's own file ([`state_machine`]). A follower passes a
-//!   write to the leader and answers once it applied the entry itself.
+//!   write to the leader, in a batch with the others it has waiting
+//!   ([`forward`]), and answers once it applied the entry itself.
 //! - **No leader, no acknowledgement.** With no leader or no quorum, a write
 //!   is answered `503` with `Retry-After` within [`WRITE_WAIT`]; never `201`
 //!   for a task that could be lost.
@@ -37,12 +38,14 @@
 //! - [`log`]: the Raft log and vote, durable, in the Raft directory.
 //! - [`state_machine`]: the node's data file, fed by the log; snapshots.
 //! - [`network`]: Raft between nodes, over HTTP with the secret.
+//! - [`forward`]: a follower's writes passed to the leader in batches.
 //! - [`routes`]: the HTTP side: `/raft/...`, `/cluster`, membership calls.
 //! - [`bootstrap`]: starting a node, creating the cluster exactly once.
 //! - [`live`]: every member's status for the live page (`GET /live`).
 
 pub mod bootstrap;
 pub mod config;
+mod forward;
 mod live;
 pub mod log;
 pub mod network;
@@ -95,6 +98,8 @@ struct Inner {
     me: u64,
     /// Speaks to the other nodes.
     peers: PeerClient,
+    /// Passes the writes that reach this node, a follower, to the leader.
+    forwarder: forward::Forwarder,
     /// Gauges of `/metrics`, refreshed from Raft's own metrics.
     gauges: ClusterGauges,
     /// The cluster's id, once this node knows it (see [`bootstrap`]).
@@ -307,10 +312,11 @@ impl Cluster {
         }
     }
 
-    /// Passes a write to the leader. Should this node stop seeing it as the
-    /// leader meanwhile (it went silent: killed, stopped, cut off), the
-    /// answer is not waited for: the write is uncertain, and retried
-    /// through the next leader when it has a key.
+    /// Passes a write to the leader, in a batch with the others waiting
+    /// ([`forward`]). Should this node stop seeing it as the leader
+    /// meanwhile (it went silent: killed, stopped, cut off), the answer is
+    /// not waited for: the write is uncertain, and retried through the next
+    /// leader when it has a key.
     async fn forward(
         &self,
         leader: u64,
@@ -318,24 +324,15 @@ impl Cluster {
         entry: &NewEntry,
         deadline: Instant,
     ) -> Proposal {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let call = self.inner.peers.call(leader, addr, "write", entry, left);
-        let answer: Result<Proposal, network::CallError> = tokio::select! {
-            answer = call => answer,
-            () = self.leader_moved_from(leader) => {
-                return Proposal::Uncertain(format!(
-                    "the leader {leader} went silent while it had the task"
-                ));
-            }
-        };
-        match answer {
-            Ok(proposal) => proposal,
-            // Never sent: certain.
-            Err(network::CallError::Unreachable(_)) => {
-                Proposal::Unreachable(format!("the leader {leader} cannot be reached"))
-            }
-            // Sent, maybe taken: uncertain.
-            Err(e) => Proposal::Uncertain(format!("the leader {leader} did not answer: {e}")),
+        let passed = self
+            .inner
+            .forwarder
+            .forward(leader, addr, entry.clone(), deadline);
+        tokio::select! {
+            proposal = passed => proposal,
+            () = self.leader_moved_from(leader) => Proposal::Uncertain(format!(
+                "the leader {leader} went silent while it had the task"
+            )),
         }
     }
 

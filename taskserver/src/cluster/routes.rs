@@ -54,7 +54,7 @@ pub fn router(cluster: Cluster, secret: Arc<str>) -> Router {
             "/raft/snapshot",
             post(snapshot).layer(DefaultBodyLimit::disable()),
         )
-        .route("/raft/write", post(write))
+        .route("/raft/write-batch", post(write_batch))
         .route("/raft/read-index", post(read_index))
         .route("/raft/admin", post(admin_here))
         .route("/raft/status", post(status_for_peers))
@@ -180,11 +180,18 @@ async fn snapshot(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> 
     )
 }
 
-/// A write a follower passed on: proposed here, if this node still leads
-/// (within the time the follower waits).
-async fn write(State(node): State<Node>, Json(entry): Json<NewEntry>) -> Json<super::Proposal> {
+/// The writes a follower passed on (see [`super::forward`]): each proposed
+/// here on its own, all at once, if this node still leads (within the time
+/// the follower waits); one answer per write, in order.
+async fn write_batch(
+    State(node): State<Node>,
+    Json(entries): Json<Vec<NewEntry>>,
+) -> Json<Vec<super::Proposal>> {
     let deadline = std::time::Instant::now() + super::WRITE_WAIT;
-    Json(node.cluster.propose(entry, deadline).await)
+    let proposals = entries
+        .into_iter()
+        .map(|entry| node.cluster.propose(entry, deadline));
+    Json(futures::future::join_all(proposals).await)
 }
 
 async fn read_index(State(node): State<Node>) -> Json<Result<super::ReadIndex, String>> {

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Where cluster mode's throughput goes: the followers passing writes on, or the snapshots?
+#
+# One three-node cluster on loopback (release binary), the durable POST load
+# of bench/run (wrk, bench/post.lua, 64 connections), in rounds:
+#   spread   the 64 connections split over the three nodes, as bench/run
+#            does: two thirds of the writes reach a follower, which passes
+#            each one to the leader in a request of its own;
+#   leader   the same 64 connections all on the leader: nothing forwarded;
+#   single   one taskserver in single-node mode, same load;
+#   nosnap   spread, with no snapshot during the load
+#            (TASKSERVER_RAFT_SNAPSHOT_EVERY=100000000): what the snapshots,
+#            every 10,000 entries by default, cost.
+# The order alternates per round, and each ratio is taken within one round.
+# leader / spread bounds what batching the forwarded writes could gain.
+#
+#   cargo build --release -p taskserver
+#   bench/experiments/cluster-costs.sh [ROUNDS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$PWD"
+ROUNDS="${1:-3}"
+SECS="${2:-6}"
+BIN="${TASKSERVER_BIN:-$ROOT/target/release/taskserver}"
+[[ -x $BIN ]] || { echo "build it first: cargo build --release -p taskserver" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)" >&2; exit 2; }
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+until_ok() {
+    local until=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < until)) || { echo "timed out: $*" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+leader_of() { curl -fsS --max-time 2 "$1/cluster" | python3 -c 'import json, sys; l = json.load(sys.stdin)["leader_id"]; print(l) if l else sys.exit(1)'; }
+
+# load NAME URL...: 64 connections split over the URLs; prints requests/s.
+load() {
+    local name="$1" i n c here=()
+    shift
+    n=$#
+    i=0
+    for url in "$@"; do
+        c=$((64 / n + (i < 64 % n ? 1 : 0)))
+        wrk -t1 -c"$c" -d"${SECS}s" --timeout 10s -s "$ROOT/bench/post.lua" "$url/tareas" -- "$name-$i" \
+            >"$work/$name-$i.wrk" 2>&1 &
+        here+=($!)
+        i=$((i + 1))
+    done
+    for p in "${here[@]}"; do wait "$p"; done
+    cat "$work/$name"-*.wrk | sed -nE 's/^BENCH .* rps=([0-9.]+) non2xx=([0-9]+) .* p99_ms=([0-9.]+).*/\1 \2 \3/p' |
+        awk '{ rps += $1; bad += $2; if ($3 > p99) p99 = $3 } END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.1f\n", rps, p99 }'
+}
+
+cluster() { # starts three nodes in $work/$1 (env: $snapshot_every); sets urls
+    local ports=() i
+    for i in 0 1 2; do ports+=("$(free_port)"); done
+    local peers="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
+    urls=()
+    for i in 1 2 3; do
+        mkdir -p "$work/$1/node$i"
+        RUST_LOG=warn TASKSERVER_RAFT_SNAPSHOT_EVERY="$snapshot_every" \
+            TASKSERVER_CLUSTER_SECRET=experiment-secret-0123456789 "$BIN" --node-id "$i" --peers "$peers" \
+            --bind "127.0.0.1:${ports[i - 1]}" --data "$work/$1/node$i/tasks.json" 2>"$work/$1/node$i.log" &
+        pids+=($!)
+        disown
+        urls+=("http://127.0.0.1:${ports[i - 1]}")
+    done
+    for u in "${urls[@]}"; do until_ok 60 leader_of "$u"; done
+}
+
+declare -A got
+for ((r = 1; r <= ROUNDS; r++)); do
+    order=(spread leader single nosnap)
+    ((r % 2 == 0)) && order=(nosnap single leader spread)
+    for what in "${order[@]}"; do
+        snapshot_every=10000
+        case $what in
+        single)
+            port="$(free_port)"
+            mkdir -p "$work/single-$r"
+            "$BIN" --bind "127.0.0.1:$port" --data "$work/single-$r/tasks.json" 2>"$work/single-$r.log" &
+            pids+=($!)
+            disown
+            until_ok 30 curl -fsS "http://127.0.0.1:$port/health"
+            got[$what-$r]="$(load "single-$r" "http://127.0.0.1:$port")"
+            ;;
+        spread)
+            cluster "spread-$r"
+            got[$what-$r]="$(load "spread-$r" "${urls[@]}")"
+            ;;
+        nosnap)
+            snapshot_every=100000000
+            cluster "nosnap-$r"
+            got[$what-$r]="$(load "nosnap-$r" "${urls[@]}")"
+            ;;
+        leader)
+            cluster "leader-$r"
+            leader="$(leader_of "${urls[0]}")"
+            got[$what-$r]="$(load "leader-$r" "${urls[leader - 1]}")"
+            ;;
+        esac
+        for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+        pids=()
+        echo "round $r $what: ${got[$what-$r]} (requests/s, p99 ms)"
+    done
+done
+python3 - "$ROUNDS" "$(for k in "${!got[@]}"; do echo "$k ${got[$k]}"; done)" <<'PY'
+import statistics, sys
+rounds = int(sys.argv[1])
+got = {}
+for line in sys.argv[2].splitlines():
+    key, rps, p99 = line.split()
+    got[key] = (float(rps), float(p99))
+med = lambda xs: statistics.median(xs)
+for what in ("single", "leader", "spread", "nosnap"):
+    print(f"{what:7} {med([got[f'{what}-{r}'][0] for r in range(1, rounds + 1)]):9,.0f} requests/s, p99 {med([got[f'{what}-{r}'][1] for r in range(1, rounds + 1)]):.1f} ms")
+for a, b in (("leader", "spread"), ("nosnap", "spread"), ("spread", "single"), ("leader", "single")):
+    ratios = [got[f"{a}-{r}"][0] / got[f"{b}-{r}"][0] for r in range(1, rounds + 1)]
+    print(f"{a} / {b}: median {med(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+PY
