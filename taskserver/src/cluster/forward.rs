@@ -4,7 +4,8 @@
 //! peer request each, they cost both nodes about as much CPU as storing the
 //! write (measured by `bench/experiments/cluster-costs.sh`: the same load
 //! sent all to the leader went 1.5 times as fast as spread over the three
-//! nodes). So a follower sends them in batches: at most [`IN_FLIGHT`]
+//! nodes; with batches, 1.2 to 1.4 times, within that run's noise of the
+//! throughput spread over the nodes, see `bench/RESULTS.md`). So a follower sends them in batches: at most [`IN_FLIGHT`]
 //! batches are on their way to the leader at once, and the writes that
 //! arrive meanwhile wait in a queue and go together in the next one, as the
 //! store's group commit gathers tasks for one `fdatasync`. An idle node
@@ -43,10 +44,11 @@ use crate::store::NewEntry;
 pub const IN_FLIGHT: usize = 2;
 
 /// The longest a write waits for a batch in flight to come back before it
-/// goes anyway, in a batch of its own with those waiting with it: about a
-/// commit round of a loaded cluster, so that batching costs a forwarded
-/// write at most that much.
-pub const GATHER_AT_MOST: Duration = Duration::from_millis(10);
+/// goes anyway, with those waiting with it: a few commit rounds of a
+/// loaded cluster (p50 about 14 ms), so that it only matters when a batch
+/// hangs. Measured: at 10 ms the batches left too early to gain anything
+/// (all-on-leader / spread 1.41), at 100 ms 1.26.
+pub const GATHER_AT_MOST: Duration = Duration::from_millis(100);
 
 /// The most writes in one batch: a peer request of at most about 17 MB
 /// with 64 KiB tasks, below the peer routes' 64 MiB body limit.
