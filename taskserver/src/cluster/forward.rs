@@ -1,15 +1,15 @@
 //! The writes a follower passes to the leader, gathered into batches.
 //!
 //! Every write that reaches a follower must go to the leader. Sent as one
-//! peer request each, they cost both nodes about as much CPU as storing the
-//! write (measured by `bench/experiments/cluster-costs.sh`: the same load
-//! sent all to the leader went 1.5 times as fast as spread over the three
-//! nodes; with batches, 1.2 to 1.4 times, within that run's noise of the
-//! throughput spread over the nodes, see `bench/RESULTS.md`). So a follower sends them in batches: at most [`IN_FLIGHT`]
-//! batches are on their way to the leader at once, and the writes that
-//! arrive meanwhile wait in a queue and go together in the next one, as the
-//! store's group commit gathers tasks for one `fdatasync`. An idle node
-//! sends a lone write at once, and no write waits more than
+//! peer request each, they made the same load go 1.5 times as fast when it
+//! was all sent to the leader as when it was spread over the three nodes
+//! (`bench/experiments/cluster-costs.sh`; with batches, 1.2 to 1.4 times,
+//! though the throughput spread over the nodes moved within that run's
+//! noise: see `bench/RESULTS.md`). So a follower sends them in batches: at
+//! most [`IN_FLIGHT`] batches are on their way to the leader at once, and
+//! the writes that arrive meanwhile wait in a queue and go together in the
+//! next one, as the store's group commit gathers tasks for one `fdatasync`.
+//! An idle node sends a lone write at once, and no write waits more than
 //! [`GATHER_AT_MOST`] for its batch to leave.
 //!
 //! # Guarantees
