@@ -39,16 +39,20 @@ struct Latency {
     max: f64,
 }
 
+/// The variables the binary reads its settings from: removed from every run
+/// here, so that the test's own environment never changes what it checks.
+const SETTINGS_FROM_ENV: [&str; 5] = [
+    "SERVER_URL",
+    "TASKS",
+    "CONCURRENCY",
+    "CLIENT_ID",
+    "HTML_REPORT",
+];
+
 async fn clientemulator(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_clientemulator"));
     command.args(args);
-    for var in [
-        "SERVER_URL",
-        "TASKS",
-        "CONCURRENCY",
-        "CLIENT_ID",
-        "HTML_REPORT",
-    ] {
+    for var in SETTINGS_FROM_ENV {
         command.env_remove(var);
     }
     command.envs(env.iter().copied());
@@ -226,13 +230,7 @@ async fn clientemulator_with_open_files(soft: u64, hard: u64, args: &[&str]) -> 
         .arg(format!("--nofile={soft}:{hard}"))
         .arg(env!("CARGO_BIN_EXE_clientemulator"))
         .args(args);
-    for var in [
-        "SERVER_URL",
-        "TASKS",
-        "CONCURRENCY",
-        "CLIENT_ID",
-        "HTML_REPORT",
-    ] {
+    for var in SETTINGS_FROM_ENV {
         command.env_remove(var);
     }
     command
