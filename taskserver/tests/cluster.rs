@@ -158,6 +158,83 @@ async fn a_killed_leader_is_replaced_a_retry_finds_its_task_and_the_node_catches
     assert_eq!(cluster.status(leader).unwrap()["role"], "follower");
 }
 
+/// The longest a write may wait on a node cut off from the others: well
+/// past the moment it counts itself cut off (twice the longest election
+/// timeout, 800 ms), well short of a write's whole 10 s wait.
+const CUT_OFF_ANSWER: Duration = Duration::from_secs(5);
+
+/// Posts to node `alone`, whose peers are all paused, until it answers
+/// `503` saying it is cut off; every answer must come within
+/// [`CUT_OFF_ANSWER`], and none may be an acknowledgement.
+async fn answers_503_at_once(cluster: &LocalCluster, alone: u64, what: &str) {
+    let started = std::time::Instant::now();
+    for n in 0.. {
+        let asked = std::time::Instant::now();
+        let key = format!("{}-{n}", what.replace(' ', "-"));
+        let (status, body) = post(cluster, alone, &format!("{what} {n}"), &key).await;
+        let took = asked.elapsed();
+        assert!(
+            took < CUT_OFF_ANSWER,
+            "{what}: node {alone} held a write for {took:?}: {status} {body}"
+        );
+        assert_eq!(
+            status, 503,
+            "{what}: node {alone} answered {status}: {body}"
+        );
+        if body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cut off"))
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{what}: node {alone} never said it is cut off: {body}"
+        );
+    }
+}
+
+/// A node that hears from no other (here: they are paused), leader or
+/// follower, answers writes `503` at once, saying why, so that a client
+/// goes to another node, instead of holding each one for the whole 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_from_the_others_answers_503_at_once() {
+    let cluster = start(3);
+    let leader = cluster.wait_for_leader(PATIENCE).expect("a leader");
+    let followers: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+    store(&cluster, followers[0], "before", "before").await;
+
+    for &f in &followers {
+        cluster.pause(f, true);
+    }
+    answers_503_at_once(&cluster, leader, "leader alone").await;
+    for &f in &followers {
+        cluster.pause(f, false);
+    }
+    let leader = cluster.wait_for_leader(PATIENCE).expect("a leader again");
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let third = (1..=3).find(|&id| id != leader && id != follower).unwrap();
+    store(&cluster, follower, "between", "between").await;
+
+    cluster.pause(leader, true);
+    cluster.pause(third, true);
+    answers_503_at_once(&cluster, follower, "follower alone").await;
+    cluster.pause(leader, false);
+    cluster.pause(third, false);
+    cluster
+        .wait_for_leader(PATIENCE)
+        .expect("a leader at the end");
+    store(&cluster, follower, "after", "after").await;
+
+    // A write answered 503 by the lone leader may still be committed
+    // later (its entry was in that leader's log): that is why the answer
+    // says to retry with the key. Whatever is there is there once.
+    let titles = titles(&identical_files(&cluster));
+    for t in ["before", "between", "after"] {
+        assert!(titles.contains_key(t), "{t} is lost: {titles:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wiped_node_catches_up_and_no_second_cluster_is_made() {
     let mut cluster = start(3);

@@ -175,6 +175,7 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
             fs,
             dir,
             live_cache: Default::default(),
+            heard_from_peer: std::sync::Mutex::new(std::time::Instant::now()),
         }),
     };
     cluster.watch_metrics();

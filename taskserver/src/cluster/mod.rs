@@ -14,7 +14,10 @@
 //!   ([`forward`]), and answers once it applied the entry itself.
 //! - **No leader, no acknowledgement.** With no leader or no quorum, a write
 //!   is answered `503` with `Retry-After` within [`WRITE_WAIT`]; never `201`
-//!   for a task that could be lost.
+//!   for a task that could be lost. A node cut off from the others (a leader
+//!   that heard from no majority, a follower that heard nothing from the
+//!   leader, for twice the longest election timeout) answers `503` at once,
+//!   so that the client goes to another node.
 //! - **One task, once, across failovers.** What could differ between nodes
 //!   is decided before the entry enters the log: the leader stamps
 //!   `creada_en`; ids and `Idempotency-Key` replays are decided by applying
@@ -39,12 +42,14 @@
 //! - [`state_machine`]: the node's data file, fed by the log; snapshots.
 //! - [`network`]: Raft between nodes, over HTTP with the secret.
 //! - [`forward`]: a follower's writes passed to the leader in batches.
+//! - [`cut_off`]: when a node counts itself cut off, and answers `503` at once.
 //! - [`routes`]: the HTTP side: `/raft/...`, `/cluster`, membership calls.
 //! - [`bootstrap`]: starting a node, creating the cluster exactly once.
 //! - [`live`]: every member's status for the live page (`GET /live`).
 
 pub mod bootstrap;
 pub mod config;
+mod cut_off;
 mod forward;
 mod live;
 pub mod log;
@@ -113,6 +118,9 @@ struct Inner {
     dir: std::path::PathBuf,
     /// The members' statuses the live page showed last.
     live_cache: live::Cache,
+    /// When another member last sent this node a Raft request of any kind
+    /// (its start, before the first): see [`cut_off`].
+    heard_from_peer: std::sync::Mutex<Instant>,
 }
 
 /// What `/metrics` shows of Raft.
@@ -204,53 +212,6 @@ impl Cluster {
         }
     }
 
-    /// Completes once this node, the leader, has heard from no majority for
-    /// longer than twice its lease (the longest election timeout): it is cut
-    /// off from the others, which may have elected another leader. Checked
-    /// at every heartbeat interval; never, for a lone voter.
-    async fn cut_off(&self) -> String {
-        use openraft::Instant as _;
-        let config = self.inner.raft.config();
-        let limit = Duration::from_millis(2 * config.election_timeout_max);
-        let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_interval));
-        loop {
-            tick.tick().await;
-            let m = self.metrics();
-            if m.current_leader != Some(self.inner.me) {
-                return "this node no longer leads".into();
-            }
-            // A lone voter is its own majority (openraft's lease holds).
-            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-            if voters == [self.inner.me] {
-                continue;
-            }
-            if let Some(acked) = &m.last_quorum_acked {
-                if acked.elapsed() > limit {
-                    return format!(
-                        "node {} leads but has heard from no majority of the voters for {} ms: \
-                         it is cut off from them, and another node may lead now",
-                        self.inner.me,
-                        acked.elapsed().as_millis()
-                    );
-                }
-            }
-        }
-    }
-
-    /// Completes once this node no longer sees `leader` as the leader (it
-    /// started an election, or heard of a newer leader).
-    async fn leader_moved_from(&self, leader: u64) {
-        let mut metrics = self.inner.raft.metrics();
-        loop {
-            if metrics.borrow_and_update().current_leader != Some(leader) {
-                return;
-            }
-            if metrics.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-
     /// A write, wherever the leader is: proposed here if this node leads,
     /// passed to the leader otherwise, retried while there is none, for at
     /// most [`WRITE_WAIT`]. A write whose fate is uncertain (leadership moved
@@ -273,13 +234,37 @@ impl Cluster {
             let leader = self.metrics().current_leader;
             let outcome = match leader {
                 Some(leader) if leader == self.inner.me => {
+                    // Checked before each attempt too: a proposal a cut-off
+                    // leader refuses at once would otherwise be retried
+                    // until the deadline.
+                    if let Some(why) = self.leader_cut_off() {
+                        return Err(ApiError::Unavailable(format!(
+                            "{why}; send the task to another node"
+                        )));
+                    }
                     self.propose(entry.clone(), deadline).await
                 }
-                Some(leader) => match self.status().members.get(&leader.to_string()) {
-                    Some(addr) => self.forward(leader, addr, &entry, deadline).await,
-                    None => Proposal::NotLeader,
-                },
-                None => Proposal::NotLeader,
+                Some(leader) => {
+                    // Cut off from the leader: answered at once, so that
+                    // the client goes to another node.
+                    if let Some(why) = self.cut_off_from(Some(leader)) {
+                        return Err(ApiError::Unavailable(format!(
+                            "{why}; send the task to another node"
+                        )));
+                    }
+                    match self.status().members.get(&leader.to_string()) {
+                        Some(addr) => self.forward(leader, addr, &entry, deadline).await,
+                        None => Proposal::NotLeader,
+                    }
+                }
+                None => {
+                    if let Some(why) = self.cut_off_from(None) {
+                        return Err(ApiError::Unavailable(format!(
+                            "{why}; send the task to another node"
+                        )));
+                    }
+                    Proposal::NotLeader
+                }
             };
             match outcome {
                 Proposal::Done(done) => {
@@ -314,8 +299,8 @@ impl Cluster {
 
     /// Passes a write to the leader, in a batch with the others waiting
     /// ([`forward`]). Should this node stop seeing it as the leader
-    /// meanwhile (it went silent: killed, stopped, cut off), the answer is
-    /// not waited for: the write is uncertain, and retried through the next
+    /// meanwhile (it went silent: killed, stopped, cut off), or count
+    /// itself cut off from it, the answer is not waited for: the write is uncertain, and retried through the next
     /// leader when it has a key.
     async fn forward(
         &self,
@@ -330,8 +315,8 @@ impl Cluster {
             .forward(leader, addr, entry.clone(), deadline);
         tokio::select! {
             proposal = passed => proposal,
-            () = self.leader_moved_from(leader) => Proposal::Uncertain(format!(
-                "the leader {leader} went silent while it had the task"
+            why = self.leader_gone(leader) => Proposal::Uncertain(format!(
+                "{why} while it had the task"
             )),
         }
     }
@@ -380,12 +365,24 @@ impl Cluster {
                         leader_node: Some(node),
                         ..
                     }) if *leader != self.inner.me => {
+                        if let Some(why) = self.cut_off_from(Some(*leader)) {
+                            return Err(ApiError::Unavailable(format!(
+                                "{why}; ask another node, or read what this node holds \
+                                 with ?consistencia=local"
+                            )));
+                        }
                         match self.follower_read(*leader, &node.addr, deadline).await {
                             Ok(()) => return Ok(()),
                             Err(problem) => last_problem = problem,
                         }
                     }
                     Some(_) => {
+                        if let Some(why) = self.cut_off_from(None) {
+                            return Err(ApiError::Unavailable(format!(
+                                "{why}; ask another node, or read what this node holds \
+                                 with ?consistencia=local"
+                            )));
+                        }
                         last_problem = "the leader is not known yet, or has no quorum".into()
                     }
                     None => last_problem = e.to_string(),
@@ -414,9 +411,7 @@ impl Cluster {
         let call = self.inner.peers.call(leader, addr, "read-index", &(), left);
         let index: Result<Result<ReadIndex, String>, _> = tokio::select! {
             index = call => index,
-            () = self.leader_moved_from(leader) => {
-                return Err(format!("the leader {leader} went silent"));
-            }
+            why = self.leader_gone(leader) => return Err(why),
         };
         let index = match index {
             Ok(Ok(index)) => index,

@@ -117,6 +117,7 @@ async fn only_peers(State(node): State<Node>, req: Request, next: Next) -> Respo
         );
         return (StatusCode::MISDIRECTED_REQUEST, message).into_response();
     }
+    node.cluster.heard_from_peer();
     next.run(req).await
 }
 
