@@ -28,10 +28,20 @@ use openraft::async_runtime::WatchReceiver as _;
 use super::Cluster;
 
 impl Cluster {
+    /// Why this node counts itself cut off now, if it does, `leader` being
+    /// the leader it knows: as a leader ([`Cluster::leader_cut_off`]) or
+    /// not ([`Cluster::cut_off_from`]).
+    pub(super) fn cut_off_now(&self, leader: Option<u64>) -> Option<String> {
+        match leader {
+            Some(leader) if leader == self.inner.me => self.leader_cut_off(),
+            other => self.cut_off_from(other),
+        }
+    }
+
     /// Completes once this node, the leader, counts itself cut off
     /// ([`Cluster::leader_cut_off`]) or no longer leads. Checked at every
     /// heartbeat interval.
-    pub(super) async fn cut_off(&self) -> String {
+    pub(super) async fn until_cut_off(&self) -> String {
         let config = self.inner.raft.config();
         let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_interval));
         loop {

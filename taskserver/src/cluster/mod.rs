@@ -15,9 +15,9 @@
 //! - **No leader, no acknowledgement.** With no leader or no quorum, a write
 //!   is answered `503` with `Retry-After` within [`WRITE_WAIT`]; never `201`
 //!   for a task that could be lost. A node cut off from the others (a leader
-//!   that heard from no majority, a follower that heard nothing from the
-//!   leader, for twice the longest election timeout) answers `503` at once,
-//!   so that the client goes to another node.
+//!   that heard from no majority, another node that no member sent anything,
+//!   for twice the longest election timeout) answers `503` at once, so that
+//!   the client goes to another node ([`cut_off`]).
 //! - **One task, once, across failovers.** What could differ between nodes
 //!   is decided before the entry enters the log: the leader stamps
 //!   `creada_en`; ids and `Idempotency-Key` replays are decided by applying
@@ -195,7 +195,7 @@ impl Cluster {
         let write = self.inner.raft.client_write(Proposed { entry, creada_en });
         let written = tokio::select! {
             written = tokio::time::timeout_at(deadline.into(), write) => written,
-            why = self.cut_off() => return Proposal::NoQuorum(why),
+            why = self.until_cut_off() => return Proposal::NoQuorum(why),
         };
         match written {
             Ok(Ok(written)) => Proposal::Done(Forwarded {
@@ -232,39 +232,24 @@ impl Cluster {
         loop {
             self.running()?;
             let leader = self.metrics().current_leader;
+            // Cut off from the others: answered at once, so that the client
+            // goes to another node (a retry with the key finds the task).
+            // Checked before each attempt, not only while a proposal waits:
+            // requests to a cut-off leader were held 5-6 s otherwise.
+            if let Some(why) = self.cut_off_now(leader) {
+                return Err(ApiError::Unavailable(format!(
+                    "{why}; send the task to another node"
+                )));
+            }
             let outcome = match leader {
                 Some(leader) if leader == self.inner.me => {
-                    // Checked before each attempt too: a proposal a cut-off
-                    // leader refuses at once would otherwise be retried
-                    // until the deadline.
-                    if let Some(why) = self.leader_cut_off() {
-                        return Err(ApiError::Unavailable(format!(
-                            "{why}; send the task to another node"
-                        )));
-                    }
                     self.propose(entry.clone(), deadline).await
                 }
-                Some(leader) => {
-                    // Cut off from the leader: answered at once, so that
-                    // the client goes to another node.
-                    if let Some(why) = self.cut_off_from(Some(leader)) {
-                        return Err(ApiError::Unavailable(format!(
-                            "{why}; send the task to another node"
-                        )));
-                    }
-                    match self.status().members.get(&leader.to_string()) {
-                        Some(addr) => self.forward(leader, addr, &entry, deadline).await,
-                        None => Proposal::NotLeader,
-                    }
-                }
-                None => {
-                    if let Some(why) = self.cut_off_from(None) {
-                        return Err(ApiError::Unavailable(format!(
-                            "{why}; send the task to another node"
-                        )));
-                    }
-                    Proposal::NotLeader
-                }
+                Some(leader) => match self.status().members.get(&leader.to_string()) {
+                    Some(addr) => self.forward(leader, addr, &entry, deadline).await,
+                    None => Proposal::NotLeader,
+                },
+                None => Proposal::NotLeader,
             };
             match outcome {
                 Proposal::Done(done) => {
@@ -300,8 +285,8 @@ impl Cluster {
     /// Passes a write to the leader, in a batch with the others waiting
     /// ([`forward`]). Should this node stop seeing it as the leader
     /// meanwhile (it went silent: killed, stopped, cut off), or count
-    /// itself cut off from it, the answer is not waited for: the write is uncertain, and retried through the next
-    /// leader when it has a key.
+    /// itself cut off from it, the answer is not waited for: the write is
+    /// uncertain, and retried through the next leader when it has a key.
     async fn forward(
         &self,
         leader: u64,
@@ -348,6 +333,12 @@ impl Cluster {
         let mut last_problem;
         loop {
             self.running()?;
+            if let Some(why) = self.cut_off_now(self.metrics().current_leader) {
+                return Err(ApiError::Unavailable(format!(
+                    "{why}; ask another node, or read what this node holds with \
+                     ?consistencia=local"
+                )));
+            }
             let confirmed = self.inner.raft.ensure_linearizable(ReadPolicy::ReadIndex);
             // A leader cut off from the others could wait for them forever.
             let Ok(confirmed) = tokio::time::timeout_at(deadline.into(), confirmed).await else {
@@ -365,24 +356,12 @@ impl Cluster {
                         leader_node: Some(node),
                         ..
                     }) if *leader != self.inner.me => {
-                        if let Some(why) = self.cut_off_from(Some(*leader)) {
-                            return Err(ApiError::Unavailable(format!(
-                                "{why}; ask another node, or read what this node holds \
-                                 with ?consistencia=local"
-                            )));
-                        }
                         match self.follower_read(*leader, &node.addr, deadline).await {
                             Ok(()) => return Ok(()),
                             Err(problem) => last_problem = problem,
                         }
                     }
                     Some(_) => {
-                        if let Some(why) = self.cut_off_from(None) {
-                            return Err(ApiError::Unavailable(format!(
-                                "{why}; ask another node, or read what this node holds \
-                                 with ?consistencia=local"
-                            )));
-                        }
                         last_problem = "the leader is not known yet, or has no quorum".into()
                     }
                     None => last_problem = e.to_string(),
