@@ -30,7 +30,8 @@ use super::Cluster;
 impl Cluster {
     /// Why this node counts itself cut off now, if it does, `leader` being
     /// the leader it knows: as a leader ([`Cluster::leader_cut_off`]) or
-    /// not ([`Cluster::cut_off_from`]).
+    /// not ([`Cluster::cut_off_from`]). Cheap: checked before every attempt
+    /// of every request; it copies nothing of Raft's metrics.
     pub(super) fn cut_off_now(&self, leader: Option<u64>) -> Option<String> {
         match leader {
             Some(leader) if leader == self.inner.me => self.leader_cut_off(),
@@ -40,13 +41,13 @@ impl Cluster {
 
     /// Completes once this node, the leader, counts itself cut off
     /// ([`Cluster::leader_cut_off`]) or no longer leads. Checked at every
-    /// heartbeat interval.
+    /// heartbeat interval from one interval on (the caller checked now).
     pub(super) async fn until_cut_off(&self) -> String {
-        let config = self.inner.raft.config();
-        let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_interval));
+        let every = Duration::from_millis(self.inner.raft.config().heartbeat_interval);
+        let mut tick = tokio::time::interval_at((Instant::now() + every).into(), every);
         loop {
             tick.tick().await;
-            if self.metrics().current_leader != Some(self.inner.me) {
+            if self.with_metrics(|m| m.current_leader) != Some(self.inner.me) {
                 return "this node no longer leads".into();
             }
             if let Some(why) = self.leader_cut_off() {
@@ -55,24 +56,30 @@ impl Cluster {
         }
     }
 
+    /// Whether this node is the only voter: its own majority, never cut off.
+    fn lone_voter(&self) -> bool {
+        self.with_metrics(|m| {
+            let mut voters = m.membership_config.membership().voter_ids();
+            voters.next() == Some(self.inner.me) && voters.next().is_none()
+        })
+    }
+
     /// Why this node, the leader, counts itself cut off from the others,
     /// which may have elected another leader: it has heard from no
     /// majority for longer than the silence limit. Never, for a lone voter
-    /// (it is its own majority: openraft's lease holds).
+    /// (openraft's lease holds).
     pub(super) fn leader_cut_off(&self) -> Option<String> {
         use openraft::Instant as _;
-        let m = self.metrics();
-        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-        if voters == [self.inner.me] {
+        if self.lone_voter() {
             return None;
         }
-        let acked = m.last_quorum_acked.as_ref()?;
-        (acked.elapsed() > self.silence_limit()).then(|| {
+        let silent = self.with_metrics(|m| m.last_quorum_acked.as_ref().map(|a| a.elapsed()))?;
+        (silent > self.silence_limit()).then(|| {
             format!(
                 "node {} leads but has heard from no majority of the voters for {} ms: \
                  it is cut off from them, and another node may lead now",
                 self.inner.me,
-                acked.elapsed().as_millis()
+                silent.as_millis()
             )
         })
     }
@@ -90,6 +97,15 @@ impl Cluster {
         *self.inner.heard_from_peer.lock().unwrap() = Instant::now();
     }
 
+    /// When this node, not the leader, will count itself cut off if no
+    /// member sends it anything meanwhile; `None` for a lone voter.
+    fn cut_off_at(&self) -> Option<Instant> {
+        if self.lone_voter() {
+            return None;
+        }
+        Some(*self.inner.heard_from_peer.lock().unwrap() + self.silence_limit())
+    }
+
     /// Why this node, a follower of `leader` or a node that knows none,
     /// counts itself cut off from the others: no member sent it anything
     /// for longer than the silence limit, neither the leader's entries or
@@ -99,17 +115,13 @@ impl Cluster {
     /// would only hang until they time out, while the other nodes may carry
     /// on. Never, for a lone voter.
     pub(super) fn cut_off_from(&self, leader: Option<u64>) -> Option<String> {
-        let m = self.metrics();
-        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-        if voters == [self.inner.me] {
-            return None;
-        }
-        let silent = self.inner.heard_from_peer.lock().unwrap().elapsed();
-        if silent <= self.silence_limit() {
+        let at = self.cut_off_at()?;
+        let now = Instant::now();
+        if now < at {
             return None;
         }
         let me = self.inner.me;
-        let ms = silent.as_millis();
+        let ms = (now - at + self.silence_limit()).as_millis();
         Some(match leader {
             Some(leader) => format!(
                 "node {me} has been sent nothing by the leader {leader}, nor by any other \
@@ -124,12 +136,10 @@ impl Cluster {
 
     /// Completes, with the reason, once this node no longer sees `leader`
     /// as the leader (it started an election, or heard of a newer leader),
-    /// or counts itself cut off from it ([`Cluster::cut_off_from`]).
+    /// or counts itself cut off from it ([`Cluster::cut_off_from`]). Wakes
+    /// only when Raft's metrics change or the silence limit would pass.
     pub(super) async fn leader_gone(&self, leader: u64) -> String {
         let mut metrics = self.inner.raft.metrics();
-        let mut tick = tokio::time::interval(Duration::from_millis(
-            self.inner.raft.config().heartbeat_interval,
-        ));
         loop {
             if metrics.borrow_and_update().current_leader != Some(leader) {
                 return format!("the leader {leader} went silent");
@@ -137,11 +147,17 @@ impl Cluster {
             if let Some(why) = self.cut_off_from(Some(leader)) {
                 return why;
             }
+            let at = self.cut_off_at();
             tokio::select! {
                 changed = metrics.changed() => if changed.is_err() {
                     return "this node is shutting down".into();
                 },
-                _ = tick.tick() => {}
+                () = async {
+                    match at {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
             }
         }
     }

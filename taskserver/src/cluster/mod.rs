@@ -183,11 +183,20 @@ impl Cluster {
         self.inner.raft.metrics().borrow_watched().clone()
     }
 
+    /// Reads Raft's view of this node without copying it (what every
+    /// request checks).
+    fn with_metrics<R>(
+        &self,
+        read: impl FnOnce(&openraft::RaftMetrics<types::TypeConfig>) -> R,
+    ) -> R {
+        read(&self.inner.raft.metrics().borrow_watched())
+    }
+
     /// Proposes `entry` on this node, if it is the leader, waiting at most
     /// until `deadline` for a quorum to take it (a leader cut off from the
     /// others would wait forever).
     async fn propose(&self, entry: NewEntry, deadline: Instant) -> Proposal {
-        if self.metrics().current_leader != Some(self.inner.me) {
+        if self.with_metrics(|m| m.current_leader) != Some(self.inner.me) {
             // Certain: nothing was appended.
             return Proposal::NotLeader;
         }
@@ -231,7 +240,7 @@ impl Cluster {
         let mut last_problem;
         loop {
             self.running()?;
-            let leader = self.metrics().current_leader;
+            let leader = self.with_metrics(|m| m.current_leader);
             // Cut off from the others: answered at once, so that the client
             // goes to another node (a retry with the key finds the task).
             // Checked before each attempt, not only while a proposal waits:
@@ -333,7 +342,7 @@ impl Cluster {
         let mut last_problem;
         loop {
             self.running()?;
-            if let Some(why) = self.cut_off_now(self.metrics().current_leader) {
+            if let Some(why) = self.cut_off_now(self.with_metrics(|m| m.current_leader)) {
                 return Err(ApiError::Unavailable(format!(
                     "{why}; ask another node, or read what this node holds with \
                      ?consistencia=local"
@@ -545,14 +554,14 @@ impl Cluster {
     /// `Err` once Raft stopped on this node for good: nothing that needs
     /// it can succeed here any more.
     fn running(&self) -> Result<(), ApiError> {
-        match &self.metrics().running_state {
+        self.with_metrics(|m| match &m.running_state {
             Ok(()) => Ok(()),
             Err(fatal) => Err(ApiError::Unhealthy(format!(
                 "Raft stopped on this node ({fatal}); the process exits so that it can be \
                  restarted, and catches up then: send the request to another node (with the same \
                  Idempotency-Key, for a POST)"
             ))),
-        }
+        })
     }
 
     /// Completes when Raft stopped on this node for good (its log or data
