@@ -530,7 +530,13 @@ fn recover(
                 (Some(p), false) => p + 1,
                 (None, false) => unreachable!("a record was read before"),
             };
-            let continues = previous.is_none_or(|p| index == p + 1);
+            // A segment may start after a hole that the purge covers: a
+            // follower that installed a snapshot ahead of its log is told
+            // to purge up to it, then appends after it, in a new segment,
+            // while its old last segment stays until the next purge.
+            let purged_hole = starts.is_empty()
+                && purged.is_some_and(|u| previous.is_some_and(|p| p <= u) && index <= u + 1);
+            let continues = previous.is_none_or(|p| index == p + 1) || purged_hole;
             if index != expected || !continues {
                 return Err(corrupt(
                     &path,

@@ -193,4 +193,45 @@ mod power_cut {
         assert_eq!(indexes, (980..1000).collect::<Vec<_>>());
         println!("log store: 1,000 entries through, at most {most} bytes of segments kept");
     }
+
+    /// A follower that installed a snapshot ahead of its log is told to
+    /// purge up to it, then appends after it: the log reopens (it once
+    /// took the hole left below the new segment for damage, and the node
+    /// could not start again: the cluster campaign's full run of
+    /// 2026-12-02, a follower killed after it caught up from a snapshot).
+    #[tokio::test]
+    async fn a_snapshot_ahead_of_the_log_then_appends_reopens() {
+        let dir = Path::new("/sim/raft");
+        let disk = SimDisk::default();
+        let mut log = LogStore::open_with_segments(disk.fs(), dir, 1 << 20).unwrap();
+        assert!(append(&mut log, (1..=10).map(|i| entry(1, i)).collect()).await);
+        log.purge(openraft::LogId::new_term_index(1, 50))
+            .await
+            .unwrap();
+        assert!(append(&mut log, (51..=60).map(|i| entry(1, i)).collect()).await);
+        drop(log);
+        let mut log = LogStore::open_with_segments(disk.fs(), dir, 1 << 20).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index()), Some(50));
+        assert_eq!(state.last_log_id.map(|l| l.index()), Some(60));
+        let mut reader = log.get_log_reader().await;
+        let got = reader.try_get_log_entries(51..).await.unwrap();
+        let indexes: Vec<u64> = got.iter().map(|e| e.log_id().index()).collect();
+        assert_eq!(indexes, (51..=60).collect::<Vec<_>>());
+        // The next purge drops the old segment; the log still reopens.
+        log.purge(openraft::LogId::new_term_index(1, 55))
+            .await
+            .unwrap();
+        drop(reader);
+        drop(log);
+        let mut log = LogStore::open_with_segments(disk.fs(), dir, 1 << 20).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index()), Some(60));
+        let segments = disk
+            .files()
+            .iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "wal"))
+            .count();
+        assert_eq!(segments, 1, "the segment the purge emptied is gone");
+    }
 }
