@@ -31,7 +31,7 @@ impl Cluster {
     /// Why this node counts itself cut off now, if it does, `leader` being
     /// the leader it knows: as a leader ([`Cluster::leader_cut_off`]) or
     /// not ([`Cluster::cut_off_from`]). Cheap: checked before every attempt
-    /// of every request; it copies nothing of Raft's metrics.
+    /// of every linearizable read; it copies nothing of Raft's metrics.
     pub(super) fn cut_off_now(&self, leader: Option<u64>) -> Option<String> {
         match leader {
             Some(leader) if leader == self.inner.me => self.leader_cut_off(),
@@ -41,7 +41,7 @@ impl Cluster {
 
     /// Completes once this node, the leader, counts itself cut off
     /// ([`Cluster::leader_cut_off`]) or no longer leads. Checked at every
-    /// heartbeat interval from one interval on (the caller checked now).
+    /// heartbeat interval from one interval on (`propose` checked now).
     pub(super) async fn until_cut_off(&self) -> String {
         let every = Duration::from_millis(self.inner.raft.config().heartbeat_interval);
         let mut tick = tokio::time::interval_at((Instant::now() + every).into(), every);

@@ -200,6 +200,11 @@ impl Cluster {
             // Certain: nothing was appended.
             return Proposal::NotLeader;
         }
+        // Checked before proposing, not only while a proposal waits: a
+        // cut-off leader's requests were held 5-6 s otherwise.
+        if let Some(why) = self.leader_cut_off() {
+            return Proposal::NoQuorum(why);
+        }
         let creada_en = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let write = self.inner.raft.client_write(Proposed { entry, creada_en });
         let written = tokio::select! {
@@ -241,14 +246,15 @@ impl Cluster {
         loop {
             self.running()?;
             let leader = self.with_metrics(|m| m.current_leader);
-            // Cut off from the others: answered at once, so that the client
-            // goes to another node (a retry with the key finds the task).
-            // Checked before each attempt, not only while a proposal waits:
-            // requests to a cut-off leader were held 5-6 s otherwise.
-            if let Some(why) = self.cut_off_now(leader) {
-                return Err(ApiError::Unavailable(format!(
-                    "{why}; send the task to another node"
-                )));
+            // A follower cut off from the others: answered at once, so that
+            // the client goes to another node (a retry with the key finds
+            // the task). A cut-off leader's `propose` says so itself.
+            if leader != Some(self.inner.me) {
+                if let Some(why) = self.cut_off_from(leader) {
+                    return Err(ApiError::Unavailable(format!(
+                        "{why}; send the task to another node"
+                    )));
+                }
             }
             let outcome = match leader {
                 Some(leader) if leader == self.inner.me => {
