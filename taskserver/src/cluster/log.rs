@@ -22,6 +22,10 @@
 //!   they would survive a power cut.
 //! - Every write goes through one writer thread, in the order openraft made
 //!   it; appends waiting together share one write and one sync per segment.
+//! - The log on disk follows on: an append that does not continue it is
+//!   written only past a gap the recorded purge covers (openraft purges up
+//!   to a snapshot installed ahead of the log before it appends after it,
+//!   and the writer checks that it did); anything else is refused.
 //! - Recovery: a record a crash cut short at the end of the last segment
 //!   (too short, or its CRC wrong) is dropped and the segment cut there;
 //!   damage anywhere else is refused, naming the file.
@@ -118,6 +122,7 @@ impl LogStore {
             dir: dir.to_owned(),
             segments,
             segment_bytes,
+            purged: purged.as_ref().map(|p| p.index()),
             failed: None,
         };
         std::thread::Builder::new()
@@ -268,6 +273,8 @@ struct Writer {
     segments: Vec<Segment>,
     /// Size past which the next append starts a new segment.
     segment_bytes: u64,
+    /// The index of the last purge on disk, if any.
+    purged: Option<u64>,
     /// After a write failed, every later one fails too: the log on disk is
     /// no longer known, and openraft stops the node.
     failed: Option<String>,
@@ -335,10 +342,12 @@ impl Writer {
         for (index, record) in records {
             let roll = match self.segments.last() {
                 None => true,
+                Some(s) if s.next_index() != *index => {
+                    self.check_gap(s.next_index(), *index)?;
+                    true
+                }
                 Some(s) => {
-                    s.next_index() != *index
-                        || (s.len + pending.len() as u64 >= self.segment_bytes
-                            && !s.starts.is_empty())
+                    s.len + pending.len() as u64 >= self.segment_bytes && !s.starts.is_empty()
                 }
             };
             if roll {
@@ -358,6 +367,28 @@ impl Writer {
             self.segments[i].file.sync_data()?;
         }
         Ok(())
+    }
+
+    /// An append that does not continue the log is allowed only past a
+    /// gap the purge on disk already covers (a follower that installed a
+    /// snapshot ahead of its log: openraft purges up to it, then appends
+    /// after it). Anything else would leave a hole that recovery refuses,
+    /// so it is refused here, before a byte of it is written.
+    fn check_gap(&self, next: u64, index: u64) -> io::Result<()> {
+        if index > next && self.purged.is_some_and(|p| index <= p + 1) {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "an append of entry {index} where entry {next} was due, with {}: \
+                 refused, as the log on disk would not follow on there",
+                match self.purged {
+                    Some(p) => format!("the log purged up to entry {p}"),
+                    None => "nothing purged".to_owned(),
+                }
+            ),
+        ))
     }
 
     /// Writes what was gathered for the last segment.
@@ -419,6 +450,7 @@ impl Writer {
     /// entries go there).
     fn purge(&mut self, upto: &LogId) -> io::Result<()> {
         write_json(&*self.fs, &self.dir.join("purged.json"), upto)?;
+        self.purged = Some(upto.index());
         while self.segments.len() > 1 && self.segments[1].first <= upto.index() + 1 {
             let s = self.segments.remove(0);
             self.fs.remove(&s.path)?;
