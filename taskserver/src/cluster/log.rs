@@ -375,7 +375,7 @@ impl Writer {
     /// after it). Anything else would leave a hole that recovery refuses,
     /// so it is refused here, before a byte of it is written.
     fn check_gap(&self, next: u64, index: u64) -> io::Result<()> {
-        if index > next && self.purged.is_some_and(|p| index <= p + 1) {
+        if index > next && purge_covers_gap(self.purged, next, index) {
             return Ok(());
         }
         Err(io::Error::new(
@@ -567,7 +567,7 @@ fn recover(
             // to purge up to it, then appends after it, in a new segment,
             // while its old last segment stays until the next purge.
             let purged_hole = starts.is_empty()
-                && purged.is_some_and(|u| previous.is_some_and(|p| p <= u) && index <= u + 1);
+                && previous.is_some_and(|p| purge_covers_gap(purged, p + 1, index));
             let continues = previous.is_none_or(|p| index == p + 1) || purged_hole;
             if index != expected || !continues {
                 return Err(corrupt(
@@ -591,6 +591,13 @@ fn recover(
         });
     }
     Ok((segments, entries))
+}
+
+/// Whether the log may go on at entry `index` where entry `next` was due:
+/// the purge on disk (`purged`) covers every entry in between. The one rule
+/// for a gap in the log, for the writer and for recovery alike.
+fn purge_covers_gap(purged: Option<u64>, next: u64, index: u64) -> bool {
+    purged.is_some_and(|p| next <= p + 1 && index <= p + 1)
 }
 
 fn corrupt(path: &Path, what: &str, at: u64) -> io::Error {

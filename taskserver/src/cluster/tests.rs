@@ -246,10 +246,10 @@ mod power_cut {
             for cut_at in 1..16u64 {
                 let disk = SimDisk::default();
                 let mut log = LogStore::open_with_segments(disk.fs(), dir, 1 << 20).unwrap();
-                assert!(append(&mut log, (1..=10).map(|i| entry(1, i)).collect()).await);
+                let mut durable: Vec<Entry> = (1..=10).map(|i| entry(1, i)).collect();
+                assert!(append(&mut log, durable.clone()).await);
                 disk.cut_at_operation(cut_at, cut.clone());
                 let mut purged = None;
-                let mut durable: Vec<Entry> = (1..=10).map(|i| entry(1, i)).collect();
                 let steps: [(u64, std::ops::RangeInclusive<u64>); 2] =
                     [(50, 51..=60), (55, 61..=62)];
                 for (upto, next) in steps {
