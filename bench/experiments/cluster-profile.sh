@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# What one committed write costs in CPU: a single node against each node of
+# a three-node cluster, under the same durable POST load (wrk, bench/post.lua,
+# 64 connections). Where cluster-costs.sh compares throughputs, this says
+# where the CPU of a write goes, which is what bounds the throughput when
+# three nodes share this machine's two cores.
+#
+#   single   one taskserver in single-node mode, all 64 connections on it;
+#   cluster  three nodes, the 64 connections on the leader (MODE=leader,
+#            the default: nothing forwarded) or split over the three
+#            (MODE=spread, as bench/run does).
+#
+# For each process: its CPU time (user + system, from /proc) over the whole
+# load, divided by the writes acknowledged. With PERF=1 (and perf
+# installed), the single node and the leader are also sampled for 3 s in
+# the middle of the load, and their CPU per write is split into kinds of
+# work (the kernel's scheduling and wake-ups, its network and disk, malloc,
+# HTTP, tokio, openraft, serde).
+#
+#   cargo build --release -p taskserver
+#   [MODE=leader|spread] [PERF=1] bench/experiments/cluster-profile.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$PWD"
+SECS="${1:-8}"
+MODE="${MODE:-leader}"
+BIN="${TASKSERVER_BIN:-$ROOT/target/release/taskserver}"
+[[ -x $BIN ]] || { echo "build it first: cargo build --release -p taskserver" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)" >&2; exit 2; }
+if [[ -n ${PERF:-} ]] && ! command -v perf >/dev/null; then
+    echo "perf is missing (apt-get install linux-perf), or run without PERF=1" >&2
+    exit 2
+fi
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+until_ok() {
+    local until=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < until)) || { echo "timed out: $*" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+leader_of() { curl -fsS --max-time 2 "$1/cluster" | python3 -c 'import json, sys; l = json.load(sys.stdin)["leader_id"]; print(l) if l else sys.exit(1)'; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# load NAME PROFILED_PID URL...: 64 connections split over the URLs (one
+# wrk each, -t2 for a lone URL); prints the writes acknowledged. With PERF,
+# samples PROFILED_PID into $work/NAME.perf while the load runs.
+load() {
+    local name="$1" profiled="$2" i=0 n c threads here=()
+    shift 2
+    n=$#
+    threads=$((n == 1 ? 2 : 1))
+    for url in "$@"; do
+        c=$((64 / n + (i < 64 % n ? 1 : 0)))
+        wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s "$ROOT/bench/post.lua" "$url/tareas" -- "$name-$i" \
+            >"$work/$name-$i.wrk" 2>&1 &
+        here+=($!)
+        i=$((i + 1))
+    done
+    if [[ -n ${PERF:-} ]]; then
+        # From a third of the load on, for 3 s (the load is longer).
+        sleep "$(python3 -c "print(max(1, $SECS / 3))")"
+        perf record -q -F 1999 -o "$work/$name.perf" -p "$profiled" -- sleep 3 >/dev/null 2>&1
+        perf report -i "$work/$name.perf" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
+            >"$work/$name.report"
+    fi
+    for p in "${here[@]}"; do wait "$p"; done
+    cat "$work/$name"-*.wrk | sed -nE 's/^BENCH requests=([0-9]+) .* non2xx=([0-9]+) .*/\1 \2/p' |
+        awk '{ n += $1; bad += $2 } END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } print n }'
+}
+
+# report NAME WRITES PID...: CPU per write of each process.
+report() {
+    local name="$1" writes="$2" p
+    shift 2
+    for p in "$@"; do
+        echo "$name pid $p: $(python3 -c "print(f'{($(cpu_ticks "$p") - ${before[$p]}) * 1e4 / $writes:.0f}')") µs of CPU per write"
+    done
+}
+declare -A before
+
+# The single node.
+port="$(free_port)"
+mkdir -p "$work/single"
+"$BIN" --bind "127.0.0.1:$port" --data "$work/single/tasks.json" 2>"$work/single.log" &
+single=$!
+pids+=("$single")
+until_ok 30 curl -fsS "http://127.0.0.1:$port/health"
+before[$single]="$(cpu_ticks "$single")"
+writes="$(load single "$single" "http://127.0.0.1:$port")"
+echo "single: $writes writes in ${SECS} s"
+report single "$writes" "$single"
+kill -9 "$single"
+
+# The cluster.
+ports=()
+for i in 0 1 2; do ports+=("$(free_port)"); done
+peers="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
+urls=()
+nodes=()
+for i in 1 2 3; do
+    mkdir -p "$work/node$i"
+    RUST_LOG=warn TASKSERVER_CLUSTER_SECRET=experiment-secret-0123456789 "$BIN" --node-id "$i" --peers "$peers" \
+        --bind "127.0.0.1:${ports[i - 1]}" --data "$work/node$i/tasks.json" 2>"$work/node$i.log" &
+    pids+=($!)
+    nodes+=($!)
+    urls+=("http://127.0.0.1:${ports[i - 1]}")
+done
+for u in "${urls[@]}"; do until_ok 60 leader_of "$u"; done
+leader="$(leader_of "${urls[0]}")"
+for p in "${nodes[@]}"; do before[$p]="$(cpu_ticks "$p")"; done
+if [[ $MODE == spread ]]; then
+    writes="$(load cluster "${nodes[leader - 1]}" "${urls[@]}")"
+else
+    writes="$(load cluster "${nodes[leader - 1]}" "${urls[leader - 1]}")"
+fi
+echo "cluster ($MODE, leader node $leader): $writes writes in ${SECS} s"
+for i in 1 2 3; do
+    role=follower
+    ((i == leader)) && role=leader
+    report "cluster node $i ($role)" "$writes" "${nodes[i - 1]}"
+done
+
+[[ -n ${PERF:-} ]] || exit 0
+# The samples, in µs per write by kind of work: each sample's share of
+# the CPU time perf counted, over the writes the load made in those 3 s
+# (its rate over the whole load).
+python3 - "$work" "$SECS" "$(cat "$work"/single-*.wrk | sed -nE 's/^BENCH requests=([0-9]+) .*/\1/p' | awk '{ s += $1 } END { print s }')" \
+    "$(cat "$work"/cluster-*.wrk | sed -nE 's/^BENCH requests=([0-9]+) .*/\1/p' | awk '{ s += $1 } END { print s }')" <<'PY'
+import collections, re, sys
+work, secs, single, cluster = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def kind(dso, sym):
+    if dso.startswith("[kernel"):
+        if re.search(r"task_switch|spin_unlock|schedule|futex|wake|irqentry|enqueue|dequeue|update_curr|pick_next", sym):
+            return "kernel: scheduling, wake-ups"
+        return "kernel: network, disk, other"
+    if dso.startswith("libc"):
+        if re.search(r"malloc|free|_int_|unlink_chunk|consolidate|realloc", sym):
+            return "malloc, free"
+        return "libc: memcpy, other"
+    for pattern, name in ((r"openraft", "openraft"), (r"serde", "serde, JSON"),
+                          (r"hyper|axum|tower|http::|reqwest|httparse", "HTTP (hyper, axum, reqwest)"),
+                          (r"tokio", "tokio: runtime, channels, timers")):
+        if re.search(pattern, sym):
+            return name
+    return "other"
+
+def costs(name, writes):
+    text = open(f"{work}/{name}.report").read()
+    total_ns = float(re.search(r"Event count \(approx.\): (\d+)", text).group(1))
+    in_window = writes / secs * 3
+    out = collections.Counter()
+    for line in text.splitlines():
+        m = re.match(r"\s+([\d.]+)%\s+(\S+)\s+\[.\]\s+(.*)", line)
+        if m:
+            out[kind(m.group(2), m.group(3))] += float(m.group(1)) / 100 * total_ns / 1000 / in_window
+    return out
+
+s, l = costs("single", single), costs("cluster", cluster)
+print(f"{'µs of CPU per write':34} {'single':>8} {'leader':>8}")
+for k in sorted(set(s) | set(l), key=lambda k: -l[k]):
+    print(f"{k:34} {s[k]:8.1f} {l[k]:8.1f}")
+print(f"{'all':34} {sum(s.values()):8.1f} {sum(l.values()):8.1f}")
+PY
