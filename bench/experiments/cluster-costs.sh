@@ -21,26 +21,7 @@ cd "$(dirname "$0")/../.."
 ROOT="$PWD"
 ROUNDS="${1:-3}"
 SECS="${2:-6}"
-BIN="${TASKSERVER_BIN:-$ROOT/target/release/taskserver}"
-[[ -x $BIN ]] || { echo "build it first: cargo build --release -p taskserver" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)" >&2; exit 2; }
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-until_ok() {
-    local until=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < until)) || { echo "timed out: $*" >&2; exit 1; }
-        sleep 0.05
-    done
-}
-leader_of() { curl -fsS --max-time 2 "$1/cluster" | python3 -c 'import json, sys; l = json.load(sys.stdin)["leader_id"]; print(l) if l else sys.exit(1)'; }
+source "$ROOT/bench/experiments/lib.sh"
 
 # load NAME URL...: 64 connections split over the URLs; prints requests/s.
 load() {
@@ -60,23 +41,6 @@ load() {
         awk '{ rps += $1; bad += $2; if ($3 > p99) p99 = $3 } END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.1f\n", rps, p99 }'
 }
 
-cluster() { # starts three nodes in $work/$1 (env: $snapshot_every); sets urls
-    local ports=() i
-    for i in 0 1 2; do ports+=("$(free_port)"); done
-    local peers="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
-    urls=()
-    for i in 1 2 3; do
-        mkdir -p "$work/$1/node$i"
-        RUST_LOG=warn TASKSERVER_RAFT_SNAPSHOT_EVERY="$snapshot_every" \
-            TASKSERVER_CLUSTER_SECRET=experiment-secret-0123456789 "$BIN" --node-id "$i" --peers "$peers" \
-            --bind "127.0.0.1:${ports[i - 1]}" --data "$work/$1/node$i/tasks.json" 2>"$work/$1/node$i.log" &
-        pids+=($!)
-        disown
-        urls+=("http://127.0.0.1:${ports[i - 1]}")
-    done
-    for u in "${urls[@]}"; do until_ok 60 leader_of "$u"; done
-}
-
 declare -A got
 for ((r = 1; r <= ROUNDS; r++)); do
     order=(spread leader single nosnap)
@@ -94,16 +58,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
             got[$what-$r]="$(load "single-$r" "http://127.0.0.1:$port")"
             ;;
         spread)
-            cluster "spread-$r"
+            start_cluster "spread-$r"
             got[$what-$r]="$(load "spread-$r" "${urls[@]}")"
             ;;
         nosnap)
             snapshot_every=100000000
-            cluster "nosnap-$r"
+            start_cluster "nosnap-$r"
             got[$what-$r]="$(load "nosnap-$r" "${urls[@]}")"
             ;;
         leader)
-            cluster "leader-$r"
+            start_cluster "leader-$r"
             leader="$(leader_of "${urls[0]}")"
             got[$what-$r]="$(load "leader-$r" "${urls[leader - 1]}")"
             ;;

@@ -24,30 +24,11 @@ cd "$(dirname "$0")/../.."
 ROOT="$PWD"
 SECS="${1:-8}"
 MODE="${MODE:-leader}"
-BIN="${TASKSERVER_BIN:-$ROOT/target/release/taskserver}"
-[[ -x $BIN ]] || { echo "build it first: cargo build --release -p taskserver" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)" >&2; exit 2; }
+source "$ROOT/bench/experiments/lib.sh"
 if [[ -n ${PERF:-} ]] && ! command -v perf >/dev/null; then
     echo "perf is missing (apt-get install linux-perf), or run without PERF=1" >&2
     exit 2
 fi
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-until_ok() {
-    local until=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < until)) || { echo "timed out: $*" >&2; exit 1; }
-        sleep 0.05
-    done
-}
-leader_of() { curl -fsS --max-time 2 "$1/cluster" | python3 -c 'import json, sys; l = json.load(sys.stdin)["leader_id"]; print(l) if l else sys.exit(1)'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # load NAME PROFILED_PID URL...: 64 connections split over the URLs (one
@@ -101,20 +82,7 @@ report single "$writes" "$single"
 kill -9 "$single"
 
 # The cluster.
-ports=()
-for i in 0 1 2; do ports+=("$(free_port)"); done
-peers="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
-urls=()
-nodes=()
-for i in 1 2 3; do
-    mkdir -p "$work/node$i"
-    RUST_LOG=warn TASKSERVER_CLUSTER_SECRET=experiment-secret-0123456789 "$BIN" --node-id "$i" --peers "$peers" \
-        --bind "127.0.0.1:${ports[i - 1]}" --data "$work/node$i/tasks.json" 2>"$work/node$i.log" &
-    pids+=($!)
-    nodes+=($!)
-    urls+=("http://127.0.0.1:${ports[i - 1]}")
-done
-for u in "${urls[@]}"; do until_ok 60 leader_of "$u"; done
+start_cluster cluster
 leader="$(leader_of "${urls[0]}")"
 for p in "${nodes[@]}"; do before[$p]="$(cpu_ticks "$p")"; done
 if [[ $MODE == spread ]]; then
