@@ -15,10 +15,11 @@
 # installed), the single node and the leader are also sampled for 3 s in
 # the middle of the load, and their CPU per write is split into kinds of
 # work (the kernel's scheduling and wake-ups, its network and disk, malloc,
-# HTTP, tokio, openraft, serde).
+# HTTP, tokio, openraft, serde). PROFILE=follower samples a follower in
+# place of the leader.
 #
 #   cargo build --release -p taskserver
-#   [MODE=leader|spread] [PERF=1] bench/experiments/cluster-profile.sh [SECONDS]
+#   [MODE=leader|spread] [PERF=1 [PROFILE=follower]] bench/experiments/cluster-profile.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -84,11 +85,13 @@ kill -9 "$single"
 # The cluster.
 start_cluster cluster
 leader="$(leader_of "${urls[0]}")"
+profiled="${nodes[leader - 1]}"
+[[ ${PROFILE:-leader} == follower ]] && profiled="${nodes[leader % 3]}"
 for p in "${nodes[@]}"; do before[$p]="$(cpu_ticks "$p")"; done
 if [[ $MODE == spread ]]; then
-    writes="$(load cluster "${nodes[leader - 1]}" "${urls[@]}")"
+    writes="$(load cluster "$profiled" "${urls[@]}")"
 else
-    writes="$(load cluster "${nodes[leader - 1]}" "${urls[leader - 1]}")"
+    writes="$(load cluster "$profiled" "${urls[leader - 1]}")"
 fi
 echo "cluster ($MODE, leader node $leader): $writes writes in ${SECS} s"
 for i in 1 2 3; do
@@ -103,7 +106,7 @@ done
 # (its rate over the whole load).
 python3 - "$work" "$SECS" "$(cat "$work"/single-*.wrk | sed -nE 's/^BENCH requests=([0-9]+) .*/\1/p' | awk '{ s += $1 } END { print s }')" \
     "$(cat "$work"/cluster-*.wrk | sed -nE 's/^BENCH requests=([0-9]+) .*/\1/p' | awk '{ s += $1 } END { print s }')" <<'PY'
-import collections, re, sys
+import collections, os, re, sys
 work, secs, single, cluster = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 
 def kind(dso, sym):
@@ -134,7 +137,7 @@ def costs(name, writes):
     return out
 
 s, l = costs("single", single), costs("cluster", cluster)
-print(f"{'µs of CPU per write':34} {'single':>8} {'leader':>8}")
+print(f"{'µs of CPU per write':34} {'single':>8} {os.environ.get('PROFILE', 'leader'):>8}")
 for k in sorted(set(s) | set(l), key=lambda k: -l[k]):
     print(f"{k:34} {s[k]:8.1f} {l[k]:8.1f}")
 print(f"{'all':34} {sum(s.values()):8.1f} {sum(l.values()):8.1f}")

@@ -154,6 +154,8 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
             .map_err(|e| StartError::Raft(e.to_string()))?
             .map_err(io_error(&config.raft_dir))?
     };
+    let applied = state_machine.applied_index();
+    let (publish_leader, leader) = tokio::sync::watch::channel(None);
     let raft_config = raft_config(&config)?;
     let network = Network {
         client: peers.clone(),
@@ -176,9 +178,11 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
             dir,
             live_cache: Default::default(),
             heard_from_peer: std::sync::Mutex::new(std::time::Instant::now()),
+            applied,
+            leader,
         }),
     };
-    cluster.watch_metrics();
+    cluster.watch_metrics(publish_leader);
     tokio::spawn(cluster.clone().settle_identity(config));
     Ok(cluster)
 }

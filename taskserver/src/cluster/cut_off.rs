@@ -23,8 +23,6 @@
 
 use std::time::{Duration, Instant};
 
-use openraft::async_runtime::WatchReceiver as _;
-
 use super::Cluster;
 
 impl Cluster {
@@ -137,11 +135,15 @@ impl Cluster {
     /// Completes, with the reason, once this node no longer sees `leader`
     /// as the leader (it started an election, or heard of a newer leader),
     /// or counts itself cut off from it ([`Cluster::cut_off_from`]). Wakes
-    /// only when Raft's metrics change or the silence limit would pass.
+    /// only when the leader changes or the silence limit would pass (not
+    /// at every change of Raft's metrics: many writes wait here at once).
     pub(super) async fn leader_gone(&self, leader: u64) -> String {
-        let mut metrics = self.inner.raft.metrics();
+        let mut changes = self.inner.leader.clone();
         loop {
-            if metrics.borrow_and_update().current_leader != Some(leader) {
+            changes.borrow_and_update();
+            // Raft's own view, which the published leader follows a moment
+            // later.
+            if self.with_metrics(|m| m.current_leader) != Some(leader) {
                 return format!("the leader {leader} went silent");
             }
             if let Some(why) = self.cut_off_from(Some(leader)) {
@@ -149,7 +151,7 @@ impl Cluster {
             }
             let at = self.cut_off_at();
             tokio::select! {
-                changed = metrics.changed() => if changed.is_err() {
+                changed = changes.changed() => if changed.is_err() {
                     return "this node is shutting down".into();
                 },
                 () = async {

@@ -121,6 +121,15 @@ struct Inner {
     /// When another member last sent this node a Raft request of any kind
     /// (its start, before the first): see [`cut_off`].
     heard_from_peer: std::sync::Mutex<Instant>,
+    /// The index of the last entry applied here, as the state machine
+    /// publishes it: what a forwarded write waits for.
+    applied: tokio::sync::watch::Receiver<u64>,
+    /// The leader this node knows, published when it changes (by
+    /// `watch_metrics`): what a write waiting on the leader watches, so
+    /// that it wakes when the leader changes, not at every change of
+    /// Raft's metrics (several for each batch of entries). Closed once
+    /// Raft stopped.
+    leader: tokio::sync::watch::Receiver<Option<u64>>,
 }
 
 /// What `/metrics` shows of Raft.
@@ -260,8 +269,8 @@ impl Cluster {
                 Some(leader) if leader == self.inner.me => {
                     self.propose(entry.clone(), deadline).await
                 }
-                Some(leader) => match self.status().members.get(&leader.to_string()) {
-                    Some(addr) => self.forward(leader, addr, &entry, deadline).await,
+                Some(leader) => match self.addr_of(leader) {
+                    Some(addr) => self.forward(leader, &addr, &entry, deadline).await,
                     None => Proposal::NotLeader,
                 },
                 None => Proposal::NotLeader,
@@ -321,19 +330,23 @@ impl Cluster {
         }
     }
 
+    /// The address of member `id`, as the membership has it.
+    fn addr_of(&self, id: u64) -> Option<String> {
+        self.with_metrics(|m| {
+            let node = m.membership_config.membership().get_node(&id)?;
+            Some(node.addr.clone())
+        })
+    }
+
     /// Waits until this node applied the entry at `index` (bounded: the
     /// entry is committed whatever happens here).
     async fn wait_applied(&self, index: u64, deadline: Instant) {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(100));
-        let waited = self
-            .inner
-            .raft
-            .wait(Some(left))
-            .applied_index_at_least(Some(index), "the forwarded write")
-            .await;
-        if waited.is_err() {
+        let mut applied = self.inner.applied.clone();
+        let waited = tokio::time::timeout(left, applied.wait_for(|a| *a >= index)).await;
+        if !matches!(waited, Ok(Ok(_))) {
             tracing::warn!(
                 index,
                 "a forwarded write is committed but not yet applied on this node"
@@ -474,8 +487,9 @@ impl Cluster {
         }
     }
 
-    /// Keeps the `/metrics` gauges in step with Raft.
-    fn watch_metrics(&self) {
+    /// Keeps the `/metrics` gauges in step with Raft, and publishes the
+    /// leader, when it changes, to `publish_leader` (`Inner::leader`).
+    fn watch_metrics(&self, publish_leader: tokio::sync::watch::Sender<Option<u64>>) {
         let cluster = self.clone();
         let mut metrics = self.inner.raft.metrics();
         tokio::spawn(async move {
@@ -497,6 +511,7 @@ impl Cluster {
                         tracing::info!(leader = ?m.current_leader, term = m.current_term, "the leader changed");
                     }
                     leader = m.current_leader;
+                    publish_leader.send_replace(leader);
                 }
                 let last = m.last_log_index.unwrap_or(0);
                 let lag = m
