@@ -27,6 +27,13 @@
 //! POST ─┘                                        ─► one pwrite at the end of the array
 //!                                                ─► fdatasync ─► unlock ─► answer each 201
 //! ```
+//!
+//! Read these docs with `cargo doc -p taskserver --document-private-items
+//! --open`: the layout sections link the private modules too.
+
+// The layout sections are for the reader of the code, who opens the
+// private modules as well as the public ones.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod api;
 pub mod cluster;

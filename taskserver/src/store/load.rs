@@ -16,7 +16,8 @@ use super::scan::{self, Parsed, Start, Tail};
 /// Bytes read at a time when loading a file.
 pub const PIECE: usize = 8 << 20;
 
-/// A data file loaded by [`load_in_pieces`], ready for [`State::settle`].
+/// A data file loaded by [`load_in_pieces`], ready for
+/// [`FileState::settle`](super::state::FileState::settle).
 pub struct Loaded {
     /// Every complete task.
     pub index: Index,

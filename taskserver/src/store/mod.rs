@@ -20,7 +20,7 @@
 //!   across a commit's `fdatasync`. A read still sees every task that any
 //!   process sharing the file acknowledged before it began: before answering
 //!   it catches up with the file, reading only bytes that are synced (how it
-//!   knows which, without waiting: [`file`]). The one exception is a file a
+//!   knows which, without waiting: [`file`](mod@file)). The one exception is a file a
 //!   person replaced or edited, which a writer must reread first.
 //! - **Other writers are noticed.** Before a commit or a read, the bytes after
 //!   the last known entry are reread: appends by another process are indexed,
@@ -45,7 +45,7 @@
 //!
 //! # Layout
 //!
-//! - [`file`]: the seam to the disk, and the two locks on the data file.
+//! - [`file`](mod@file): the seam to the disk, and the two locks on the data file.
 //! - [`scan`]: parses the array and tells a crash's torn tail from a broken file.
 //! - [`load`]: loads a whole file into an index, in pieces when it can.
 //! - [`index`]: the in-memory tasks, packed as JSON, that reads are served from.
