@@ -122,6 +122,33 @@ async fn writes_through_any_node_are_on_every_node_in_the_same_bytes() {
         "every acknowledged task, once, under its id"
     );
     assert_eq!(tasks.last().unwrap()["id"], 30);
+    // /metrics shows Raft as it is at the scrape, on every node.
+    for id in 1..=3 {
+        let text = common::client()
+            .get(format!("{}/metrics", cluster.url(id)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let value = |name: &str| -> i64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("taskserver_{name} ")))
+                .unwrap_or_else(|| panic!("node {id}: no {name} in\n{text}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let applied = cluster.status(id).unwrap()["applied"].as_i64().unwrap();
+        assert!(applied > 30, "node {id}: the 30 tasks and the first entries");
+        assert_eq!(value("raft_applied_index"), applied, "node {id}");
+        assert_eq!(value("raft_committed_index"), applied, "node {id}");
+        assert_eq!(value("raft_last_log_index"), applied, "node {id}");
+        assert_eq!(value("raft_is_leader"), i64::from(id == leader), "node {id}");
+        assert!(value("raft_term") >= 1, "node {id}");
+        assert!(value("raft_leader_changes_total") >= 1, "node {id}");
+        assert_eq!(value("raft_max_follower_lag"), 0, "node {id}");
+    }
     // The operation log on every node, readable while the node runs.
     let log = std::process::Command::new(common::binary())
         .args(["raft-log", "--raft-dir"])

@@ -311,6 +311,7 @@ async fn serve_live<T: Tasks>(State(app): State<AppState<T>>) -> Result<Json<Liv
 
 /// `GET /metrics`.
 async fn serve_metrics<T: Tasks>(State(app): State<AppState<T>>) -> Response {
+    app.tasks.refresh_metrics();
     (
         [(
             header::CONTENT_TYPE,

@@ -53,6 +53,10 @@ pub trait Tasks: Clone + Send + Sync + 'static {
     /// Adds its own metrics to `/metrics`.
     fn register_metrics(&self, registry: &mut Registry);
 
+    /// Brings what it registered up to date, before `/metrics` is encoded
+    /// (for metrics read from elsewhere at a scrape, not kept on the way).
+    fn refresh_metrics(&self) {}
+
     /// What the live page shows of it (`GET /live`), from memory. A keeper
     /// with nothing to show (the benchmark's ceiling) keeps this default.
     fn live(&self) -> impl Future<Output = Result<Live, ApiError>> + Send {

@@ -155,7 +155,7 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
             .map_err(io_error(&config.raft_dir))?
     };
     let applied = state_machine.applied_index();
-    let (publish_leader, leader) = tokio::sync::watch::channel(None);
+    let (publish, watched) = tokio::sync::watch::channel(super::Watched::default());
     let raft_config = raft_config(&config)?;
     let network = Network {
         client: peers.clone(),
@@ -179,10 +179,10 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
             live_cache: Default::default(),
             heard_from_peer: std::sync::Mutex::new(std::time::Instant::now()),
             applied,
-            leader,
+            watched,
         }),
     };
-    cluster.watch_metrics(publish_leader);
+    cluster.watch_metrics(publish);
     tokio::spawn(cluster.clone().settle_identity(config));
     Ok(cluster)
 }

@@ -138,7 +138,7 @@ impl Cluster {
     /// only when the leader changes or the silence limit would pass (not
     /// at every change of Raft's metrics: many writes wait here at once).
     pub(super) async fn leader_gone(&self, leader: u64) -> String {
-        let mut changes = self.inner.leader.clone();
+        let mut changes = self.inner.watched.clone();
         loop {
             changes.borrow_and_update();
             // Raft's own view, which the published leader follows a moment

@@ -124,12 +124,21 @@ struct Inner {
     /// The index of the last entry applied here, as the state machine
     /// publishes it: what a forwarded write waits for.
     applied: tokio::sync::watch::Receiver<u64>,
-    /// The leader this node knows, published when it changes (by
-    /// `watch_metrics`): what a write waiting on the leader watches, so
-    /// that it wakes when the leader changes, not at every change of
-    /// Raft's metrics (several for each batch of entries). Closed once
-    /// Raft stopped.
-    leader: tokio::sync::watch::Receiver<Option<u64>>,
+    /// What requests wait on in Raft's metrics, published by
+    /// `watch_metrics` when it changes: closed once Raft stopped.
+    watched: tokio::sync::watch::Receiver<Watched>,
+}
+
+/// The part of Raft's metrics that requests (and the process) wait on,
+/// published only when it changes. Raft's metrics change several times for
+/// each batch of entries, and waiting on them woke every waiting write, and
+/// the main thread, at each change.
+#[derive(Clone, Default)]
+struct Watched {
+    /// The leader this node knows.
+    leader: Option<u64>,
+    /// Why Raft stopped on this node for good, once it did.
+    stopped: Option<String>,
 }
 
 /// What `/metrics` shows of Raft.
@@ -487,47 +496,66 @@ impl Cluster {
         }
     }
 
-    /// Keeps the `/metrics` gauges in step with Raft, and publishes the
-    /// leader, when it changes, to `publish_leader` (`Inner::leader`).
-    fn watch_metrics(&self, publish_leader: tokio::sync::watch::Sender<Option<u64>>) {
+    /// Publishes what requests wait on to `publish` (`Inner::watched`),
+    /// and counts and logs the changes of leader. It watches openraft's
+    /// server metrics, which change with the role, the vote or the
+    /// membership, not at every entry; they close when Raft stops, and
+    /// why it stopped is published then.
+    fn watch_metrics(&self, publish: tokio::sync::watch::Sender<Watched>) {
         let cluster = self.clone();
-        let mut metrics = self.inner.raft.metrics();
+        let mut server = self.inner.raft.server_metrics();
         tokio::spawn(async move {
             let mut leader = None;
             loop {
-                let m = metrics.borrow_and_update().clone();
-                let g = &cluster.inner.gauges;
-                g.term.set(m.current_term as i64);
-                g.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
-                g.committed
-                    .set(m.local_committed.map_or(0, |l| l.index()) as i64);
-                g.applied
-                    .set(m.last_applied.map_or(0, |l| l.index()) as i64);
-                g.is_leader
-                    .set(i64::from(m.current_leader == Some(cluster.inner.me)));
-                if m.current_leader != leader {
-                    if leader.is_some() || m.current_leader.is_some() {
-                        g.leader_changes.inc();
-                        tracing::info!(leader = ?m.current_leader, term = m.current_term, "the leader changed");
+                let now = server.borrow_watched().current_leader;
+                if now != leader {
+                    if leader.is_some() || now.is_some() {
+                        cluster.inner.gauges.leader_changes.inc();
+                        let term = cluster.with_metrics(|m| m.current_term);
+                        tracing::info!(leader = ?now, term, "the leader changed");
                     }
-                    leader = m.current_leader;
-                    publish_leader.send_replace(leader);
+                    leader = now;
                 }
-                let last = m.last_log_index.unwrap_or(0);
-                let lag = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| {
-                        r.values()
-                            .map(|matched| last - matched.map_or(0, |l| l.index()))
-                            .max()
-                    })
-                    .unwrap_or(0);
-                g.max_follower_lag.set(lag as i64);
-                if metrics.changed().await.is_err() {
+                publish.send_if_modified(|was| {
+                    let changed = was.leader != leader;
+                    was.leader = leader;
+                    changed
+                });
+                if server.changed().await.is_err() {
+                    let stopped = cluster.with_metrics(|m| match &m.running_state {
+                        Err(fatal) => fatal.to_string(),
+                        Ok(()) => "Raft stopped".to_owned(),
+                    });
+                    publish.send_modify(|was| was.stopped = Some(stopped));
                     return;
                 }
             }
+        });
+    }
+
+    /// Sets the `/metrics` gauges from Raft's metrics (at each scrape).
+    fn refresh_gauges(&self) {
+        let g = &self.inner.gauges;
+        self.with_metrics(|m| {
+            g.term.set(m.current_term as i64);
+            g.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
+            g.committed
+                .set(m.local_committed.map_or(0, |l| l.index()) as i64);
+            g.applied
+                .set(m.last_applied.map_or(0, |l| l.index()) as i64);
+            g.is_leader
+                .set(i64::from(m.current_leader == Some(self.inner.me)));
+            let last = m.last_log_index.unwrap_or(0);
+            let lag = m
+                .replication
+                .as_ref()
+                .and_then(|r| {
+                    r.values()
+                        .map(|matched| last.saturating_sub(matched.map_or(0, |l| l.index())))
+                        .max()
+                })
+                .unwrap_or(0);
+            g.max_follower_lag.set(lag as i64);
         });
     }
 
@@ -589,12 +617,12 @@ impl Cluster {
     /// file could not be written, say), with the reason. Until then, every
     /// request that needs Raft would only wait and fail.
     pub async fn failed(&self) -> String {
-        let mut metrics = self.inner.raft.metrics();
+        let mut watched = self.inner.watched.clone();
         loop {
-            if let Err(fatal) = &metrics.borrow_and_update().running_state {
-                return fatal.to_string();
+            if let Some(fatal) = &watched.borrow_and_update().stopped {
+                return fatal.clone();
             }
-            if metrics.changed().await.is_err() {
+            if watched.changed().await.is_err() {
                 return "Raft stopped".to_owned();
             }
         }
@@ -677,6 +705,10 @@ impl Tasks for Cluster {
             "role": role(&m.state),
             "leader_id": m.current_leader,
         }))
+    }
+
+    fn refresh_metrics(&self) {
+        self.refresh_gauges();
     }
 
     fn register_metrics(&self, registry: &mut Registry) {
