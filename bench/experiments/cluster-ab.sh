@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Two (or more) builds of taskserver side by side in cluster mode: rounds
+# that alternate between the binaries, each round three fresh nodes on
+# loopback and 64 connections spread over them (one wrk -t1 per node,
+# bench/post.lua), as bench/run loads a cluster. Prints, for each round and
+# binary, the writes acknowledged, the p99 latency (the slowest of the three
+# wrk's, as bench/run) and each node's CPU per write (L the leader, F a
+# follower), then each binary's median ratio of writes to the
+# first binary's, taken within a round. On this machine the same build moves
+# by 1.5x between rounds: only ratios within a round mean anything.
+#
+#   cp target/release/taskserver /tmp/ts-before   # build, copy, change, build
+#   bench/experiments/cluster-ab.sh ROUNDS SECONDS /tmp/ts-before target/release/taskserver
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$PWD"
+(($# >= 4)) || { echo "usage: $0 ROUNDS SECONDS BINARY BINARY..." >&2; exit 2; }
+rounds="$1" secs="$2"
+shift 2
+for b in "$@"; do [[ -x $b ]] || { echo "not an executable: $b" >&2; exit 2; }; done
+TASKSERVER_BIN="$1"
+source "$ROOT/bench/experiments/lib.sh"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+declare -A writes
+for r in $(seq "$rounds"); do
+    for b in "$@"; do
+        BIN="$b"
+        start_cluster "round$r-$(basename "$b")"
+        leader="$(leader_of "${urls[0]}")"
+        declare -A before=()
+        for p in "${nodes[@]}"; do before[$p]="$(cpu_ticks "$p")"; done
+        loads=()
+        for i in 0 1 2; do
+            wrk -t1 -c$((i == 0 ? 22 : 21)) -d"${secs}s" --timeout 10s -s "$ROOT/bench/post.lua" \
+                "${urls[i]}/tareas" -- "w$i" >"$work/w$i" 2>&1 &
+            loads+=($!)
+        done
+        for l in "${loads[@]}"; do wait "$l"; done
+        n="$(cat "$work"/w? | sed -nE 's/^BENCH requests=([0-9]+) .* non2xx=([0-9]+) .*/\1 \2/p' |
+            awk '{ n += $1; bad += $2 } END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } print n }')"
+        writes[$r,$b]="$n"
+        p99="$(cat "$work"/w? | sed -nE 's/^BENCH .* p99_ms=([0-9.]+).*/\1/p' | sort -g | tail -n 1)"
+        line="round $r $b: $n writes, p99 $p99 ms (slowest wrk);"
+        for i in 1 2 3; do
+            p="${nodes[i - 1]}"
+            role=F
+            ((i == leader)) && role=L
+            line+=" $role $((($(cpu_ticks "$p") - ${before[$p]}) * 10000 / n)) µs"
+        done
+        echo "$line of CPU per write"
+        kill -9 "${nodes[@]}"
+        wait "${nodes[@]}" 2>/dev/null || true
+    done
+done
+for b in "${@:2}"; do
+    ratios=()
+    for r in $(seq "$rounds"); do ratios+=("$(python3 -c "print(${writes[$r,$b]} / ${writes[$r,$1]})")"); done
+    python3 -c "import statistics, sys; r = sorted(map(float, sys.argv[2:])); print(f'{sys.argv[1]} / first: median {statistics.median(r):.2f} ({r[0]:.2f} to {r[-1]:.2f}) over {len(r)} rounds')" "$b" "${ratios[@]}"
+done
