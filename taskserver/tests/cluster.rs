@@ -140,11 +140,18 @@ async fn writes_through_any_node_are_on_every_node_in_the_same_bytes() {
             line.rsplit(' ').next().unwrap().parse().unwrap()
         };
         let applied = cluster.status(id).unwrap()["applied"].as_i64().unwrap();
-        assert!(applied > 30, "node {id}: the 30 tasks and the first entries");
+        assert!(
+            applied > 30,
+            "node {id}: the 30 tasks and the first entries"
+        );
         assert_eq!(value("raft_applied_index"), applied, "node {id}");
         assert_eq!(value("raft_committed_index"), applied, "node {id}");
         assert_eq!(value("raft_last_log_index"), applied, "node {id}");
-        assert_eq!(value("raft_is_leader"), i64::from(id == leader), "node {id}");
+        assert_eq!(
+            value("raft_is_leader"),
+            i64::from(id == leader),
+            "node {id}"
+        );
         assert!(value("raft_term") >= 1, "node {id}");
         assert!(value("raft_leader_changes_total") >= 1, "node {id}");
         assert_eq!(value("raft_max_follower_lag"), 0, "node {id}");
