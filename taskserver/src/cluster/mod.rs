@@ -133,7 +133,7 @@ struct Inner {
 /// published only when it changes. Raft's metrics change several times for
 /// each batch of entries, and waiting on them woke every waiting write, and
 /// the main thread, at each change.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Watched {
     /// The leader this node knows.
     leader: Option<u64>,
@@ -533,32 +533,6 @@ impl Cluster {
         });
     }
 
-    /// Sets the `/metrics` gauges from Raft's metrics (at each scrape).
-    fn refresh_gauges(&self) {
-        let g = &self.inner.gauges;
-        self.with_metrics(|m| {
-            g.term.set(m.current_term as i64);
-            g.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
-            g.committed
-                .set(m.local_committed.map_or(0, |l| l.index()) as i64);
-            g.applied
-                .set(m.last_applied.map_or(0, |l| l.index()) as i64);
-            g.is_leader
-                .set(i64::from(m.current_leader == Some(self.inner.me)));
-            let last = m.last_log_index.unwrap_or(0);
-            let lag = m
-                .replication
-                .as_ref()
-                .and_then(|r| {
-                    r.values()
-                        .map(|matched| last.saturating_sub(matched.map_or(0, |l| l.index())))
-                        .max()
-                })
-                .unwrap_or(0);
-            g.max_follower_lag.set(lag as i64);
-        });
-    }
-
     /// Prints the Raft log in `dir` as JSON lines (`taskserver raft-log`).
     pub fn print_log(dir: &std::path::Path, mut out: impl std::io::Write) -> std::io::Result<()> {
         for entry in log::read_entries(&crate::store::file::OsFs, dir)? {
@@ -707,8 +681,30 @@ impl Tasks for Cluster {
         }))
     }
 
+    /// Sets the gauges from Raft's metrics, at each scrape.
     fn refresh_metrics(&self) {
-        self.refresh_gauges();
+        let g = &self.inner.gauges;
+        self.with_metrics(|m| {
+            g.term.set(m.current_term as i64);
+            g.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
+            g.committed
+                .set(m.local_committed.map_or(0, |l| l.index()) as i64);
+            g.applied
+                .set(m.last_applied.map_or(0, |l| l.index()) as i64);
+            g.is_leader
+                .set(i64::from(m.current_leader == Some(self.inner.me)));
+            let last = m.last_log_index.unwrap_or(0);
+            let lag = m
+                .replication
+                .as_ref()
+                .and_then(|r| {
+                    r.values()
+                        .map(|matched| last.saturating_sub(matched.map_or(0, |l| l.index())))
+                        .max()
+                })
+                .unwrap_or(0);
+            g.max_follower_lag.set(lag as i64);
+        });
     }
 
     fn register_metrics(&self, registry: &mut Registry) {
