@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
 (($# >= 4)) || { echo "usage: $0 ROUNDS SECONDS BINARY BINARY..." >&2; exit 2; }
-rounds="$1" secs="$2"
+rounds="$1" SECS="$2"
 shift 2
 for b in "$@"; do [[ -x $b ]] || { echo "not an executable: $b" >&2; exit 2; }; done
 TASKSERVER_BIN="$1"
@@ -23,23 +23,21 @@ source "$ROOT/bench/experiments/lib.sh"
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 declare -A writes
 for r in $(seq "$rounds"); do
+    k=0
     for b in "$@"; do
         BIN="$b"
-        start_cluster "round$r-$(basename "$b")"
+        # By position: two builds may share a name.
+        k=$((k + 1))
+        name="round$r-binary$k"
+        start_cluster "$name"
         leader="$(leader_of "${urls[0]}")"
         declare -A before=()
         for p in "${nodes[@]}"; do before[$p]="$(cpu_ticks "$p")"; done
-        loads=()
-        for i in 0 1 2; do
-            wrk -t1 -c$((i == 0 ? 22 : 21)) -d"${secs}s" --timeout 10s -s "$ROOT/bench/post.lua" \
-                "${urls[i]}/tareas" -- "w$i" >"$work/w$i" 2>&1 &
-            loads+=($!)
-        done
+        start_load "$name" "${urls[@]}"
         for l in "${loads[@]}"; do wait "$l"; done
-        n="$(cat "$work"/w? | sed -nE 's/^BENCH requests=([0-9]+) .* non2xx=([0-9]+) .*/\1 \2/p' |
-            awk '{ n += $1; bad += $2 } END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } print n }')"
-        writes[$r,$b]="$n"
-        p99="$(cat "$work"/w? | sed -nE 's/^BENCH .* p99_ms=([0-9.]+).*/\1/p' | sort -g | tail -n 1)"
+        totals="$(wrk_totals "$work/$name"-*.wrk)"
+        read -r n _ p99 <<<"$totals"
+        writes[$r,$k]="$n"
         line="round $r $b: $n writes, p99 $p99 ms (slowest wrk);"
         for i in 1 2 3; do
             p="${nodes[i - 1]}"
@@ -52,8 +50,8 @@ for r in $(seq "$rounds"); do
         wait "${nodes[@]}" 2>/dev/null || true
     done
 done
-for b in "${@:2}"; do
+for ((k = 2; k <= $#; k++)); do
     ratios=()
-    for r in $(seq "$rounds"); do ratios+=("$(python3 -c "print(${writes[$r,$b]} / ${writes[$r,$1]})")"); done
-    python3 -c "import statistics, sys; r = sorted(map(float, sys.argv[2:])); print(f'{sys.argv[1]} / first: median {statistics.median(r):.2f} ({r[0]:.2f} to {r[-1]:.2f}) over {len(r)} rounds')" "$b" "${ratios[@]}"
+    for r in $(seq "$rounds"); do ratios+=("$(python3 -c "print(${writes[$r,$k]} / ${writes[$r,1]})")"); done
+    python3 -c "import statistics, sys; r = sorted(map(float, sys.argv[2:])); print(f'{sys.argv[1]} / first: median {statistics.median(r):.2f} ({r[0]:.2f} to {r[-1]:.2f}) over {len(r)} rounds')" "${!k}" "${ratios[@]}"
 done

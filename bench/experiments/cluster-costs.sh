@@ -25,7 +25,7 @@ source "$ROOT/bench/experiments/lib.sh"
 
 # load NAME URL...: 64 connections split over the URLs; prints requests/s.
 load() {
-    local name="$1" i n c here=()
+    local name="$1" i n c here=() totals
     shift
     n=$#
     i=0
@@ -37,8 +37,8 @@ load() {
         i=$((i + 1))
     done
     for p in "${here[@]}"; do wait "$p"; done
-    cat "$work/$name"-*.wrk | sed -nE 's/^BENCH .* rps=([0-9.]+) non2xx=([0-9]+) .* p99_ms=([0-9.]+).*/\1 \2 \3/p' |
-        awk '{ rps += $1; bad += $2; if ($3 > p99) p99 = $3 } END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.1f\n", rps, p99 }'
+    totals="$(wrk_totals "$work/$name"-*.wrk)"
+    echo "${totals#* }"
 }
 
 declare -A got
@@ -49,13 +49,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
         snapshot_every=10000
         case $what in
         single)
-            port="$(free_port)"
-            mkdir -p "$work/single-$r"
-            "$BIN" --bind "127.0.0.1:$port" --data "$work/single-$r/tasks.json" 2>"$work/single-$r.log" &
-            pids+=($!)
-            disown
-            until_ok 30 curl -fsS "http://127.0.0.1:$port/health"
-            got[$what-$r]="$(load "single-$r" "http://127.0.0.1:$port")"
+            start_single "single-$r"
+            got[$what-$r]="$(load "single-$r" "$single_url")"
             ;;
         spread)
             start_cluster "spread-$r"

@@ -32,21 +32,13 @@ if [[ -n ${PERF:-} ]] && ! command -v perf >/dev/null; then
 fi
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-# load NAME PROFILED_PID URL...: 64 connections split over the URLs (one
-# wrk each, -t2 for a lone URL); prints the writes acknowledged. With PERF,
-# samples PROFILED_PID into $work/NAME.perf while the load runs.
+# load NAME PROFILED_PID URL...: 64 connections split over the URLs
+# (start_load); prints the writes acknowledged. With PERF, samples
+# PROFILED_PID into $work/NAME.perf while the load runs.
 load() {
-    local name="$1" profiled="$2" i=0 n c threads here=()
+    local name="$1" profiled="$2" totals
     shift 2
-    n=$#
-    threads=$((n == 1 ? 2 : 1))
-    for url in "$@"; do
-        c=$((64 / n + (i < 64 % n ? 1 : 0)))
-        wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s "$ROOT/bench/post.lua" "$url/tareas" -- "$name-$i" \
-            >"$work/$name-$i.wrk" 2>&1 &
-        here+=($!)
-        i=$((i + 1))
-    done
+    start_load "$name" "$@"
     if [[ -n ${PERF:-} ]]; then
         # From a third of the load on, for 3 s (the load is longer).
         sleep "$(python3 -c "print(max(1, $SECS / 3))")"
@@ -54,9 +46,9 @@ load() {
         perf report -i "$work/$name.perf" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
             >"$work/$name.report"
     fi
-    for p in "${here[@]}"; do wait "$p"; done
-    cat "$work/$name"-*.wrk | sed -nE 's/^BENCH requests=([0-9]+) .* non2xx=([0-9]+) .*/\1 \2/p' |
-        awk '{ n += $1; bad += $2 } END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } print n }'
+    for p in "${loads[@]}"; do wait "$p"; done
+    totals="$(wrk_totals "$work/$name"-*.wrk)"
+    echo "${totals%% *}"
 }
 
 # report NAME WRITES PID...: CPU per write of each process.
@@ -70,14 +62,9 @@ report() {
 declare -A before
 
 # The single node.
-port="$(free_port)"
-mkdir -p "$work/single"
-"$BIN" --bind "127.0.0.1:$port" --data "$work/single/tasks.json" 2>"$work/single.log" &
-single=$!
-pids+=("$single")
-until_ok 30 curl -fsS "http://127.0.0.1:$port/health"
+start_single single
 before[$single]="$(cpu_ticks "$single")"
-writes="$(load single "$single" "http://127.0.0.1:$port")"
+writes="$(load single "$single" "$single_url")"
 echo "single: $writes writes in ${SECS} s"
 report single "$writes" "$single"
 kill -9 "$single"
@@ -104,8 +91,9 @@ done
 # The samples, in µs per write by kind of work: each sample's share of
 # the CPU time perf counted, over the writes the load made in those 3 s
 # (its rate over the whole load).
-python3 - "$work" "$SECS" "$(cat "$work"/single-*.wrk | sed -nE 's/^BENCH requests=([0-9]+) .*/\1/p' | awk '{ s += $1 } END { print s }')" \
-    "$(cat "$work"/cluster-*.wrk | sed -nE 's/^BENCH requests=([0-9]+) .*/\1/p' | awk '{ s += $1 } END { print s }')" <<'PY'
+single_totals="$(wrk_totals "$work"/single-*.wrk)"
+cluster_totals="$(wrk_totals "$work"/cluster-*.wrk)"
+python3 - "$work" "$SECS" "${single_totals%% *}" "${cluster_totals%% *}" <<'PY'
 import collections, os, re, sys
 work, secs, single, cluster = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 

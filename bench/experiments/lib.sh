@@ -1,7 +1,7 @@
 # What the experiments' scripts share (sourced, after `cd` to the
 # repository's root and setting ROOT): the release binary and wrk checked,
 # a scratch directory and the processes started, cleaned up at exit, and a
-# three-node cluster on loopback.
+# three-node cluster or a single node on loopback, and the load on them.
 BIN="${TASKSERVER_BIN:-$ROOT/target/release/taskserver}"
 [[ -x $BIN ]] || { echo "build it first: cargo build --release -p taskserver" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk)" >&2; exit 2; }
@@ -43,4 +43,43 @@ start_cluster() {
         urls+=("http://127.0.0.1:${ports[i - 1]}")
     done
     for u in "${urls[@]}"; do until_ok 60 leader_of "$u"; done
+}
+
+# start_single DIR: one taskserver in single-node mode, its file in
+# $work/DIR, once it answers; sets single (its pid) and single_url.
+start_single() {
+    local port
+    port="$(free_port)"
+    mkdir -p "$work/$1"
+    "$BIN" --bind "127.0.0.1:$port" --data "$work/$1/tasks.json" 2>"$work/$1.log" &
+    single=$!
+    pids+=("$single")
+    disown
+    single_url="http://127.0.0.1:$port"
+    until_ok 30 curl -fsS "$single_url/health"
+}
+
+# start_load NAME URL...: bench/run's durable POSTs (bench/post.lua) for
+# $SECS s, 64 connections split over the URLs, one wrk each (-t2 for a lone
+# URL), into $work/NAME-I.wrk; sets loads (their pids).
+start_load() {
+    local name="$1" i=0 n
+    shift
+    n=$#
+    loads=()
+    for url in "$@"; do
+        wrk -t$((n == 1 ? 2 : 1)) -c$((64 / n + (i < 64 % n ? 1 : 0))) -d"${SECS}s" --timeout 10s \
+            -s "$ROOT/bench/post.lua" "$url/tareas" -- "$name-$i" >"$work/$name-$i.wrk" 2>&1 &
+        loads+=($!)
+        i=$((i + 1))
+    done
+}
+
+# wrk_totals FILE...: of the wrk runs written to FILEs, the writes
+# acknowledged, the requests/s and the slowest p99 (ms), on one line;
+# fails on any non-2xx answer.
+wrk_totals() {
+    cat "$@" | sed -nE 's/^BENCH requests=([0-9]+) .* rps=([0-9.]+) non2xx=([0-9]+) .* p99_ms=([0-9.]+).*/\1 \2 \3 \4/p' |
+        awk '{ n += $1; rps += $2; bad += $3; if ($4 > p99) p99 = $4 }
+            END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%d %.0f %.1f\n", n, rps, p99 }'
 }

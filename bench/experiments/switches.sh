@@ -23,20 +23,17 @@ switches() {
         echo "$(cat "$t/comm") $(awk '/ctxt_switches/ { s += $2 } END { print s }' "$t/status")"
     done | awk '{ n[$1] += $2; c[$1]++ } END { for (k in n) print k, c[k], n[k] }'
 }
-# load URL...: 64 connections split over the URLs; prints the writes.
+# load NAME URL...: 64 connections split over the URLs (start_load);
+# prints the writes.
 load() {
-    local i=0 n=$# here=()
-    for url in "$@"; do
-        wrk -t$((n == 1 ? 2 : 1)) -c$((64 / n + (i < 64 % n ? 1 : 0))) -d"${SECS}s" --timeout 10s \
-            -s "$ROOT/bench/post.lua" "$url/tareas" -- "w$i" >"$work/w$i" 2>&1 &
-        here+=($!)
-        i=$((i + 1))
-    done
-    for p in "${here[@]}"; do wait "$p"; done
-    cat "$work"/w* | sed -nE 's/^BENCH requests=([0-9]+) .* non2xx=([0-9]+) .*/\1 \2/p' |
-        awk '{ n += $1; bad += $2 } END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } print n }'
-    rm -f "$work"/w*
+    local name="$1" totals
+    shift
+    start_load "$name" "$@"
+    for p in "${loads[@]}"; do wait "$p"; done
+    totals="$(wrk_totals "$work/$name"-*.wrk)"
+    echo "${totals%% *}"
 }
+
 # report NAME PID WRITES: switches per 100 writes since mark PID, in all
 # and by kind of thread.
 mark() { switches "$1" >"$work/before.$1"; }
@@ -51,26 +48,20 @@ report() {
         }' "$work/before.$pid" -
 }
 
-port="$(free_port)"
-mkdir -p "$work/single"
-"$BIN" --bind "127.0.0.1:$port" --data "$work/single/tasks.json" 2>"$work/single.log" &
-single=$!
-pids+=("$single")
-until_ok 30 curl -fsS "http://127.0.0.1:$port/health"
+start_single single
 mark "$single"
-writes="$(load "http://127.0.0.1:$port")"
+writes="$(load single "$single_url")"
 echo "single: $writes writes in $SECS s"
 report single "$single" "$writes"
 kill -9 "$single"
-wait "$single" 2>/dev/null || true
 
 start_cluster cluster
 leader="$(leader_of "${urls[0]}")"
 for p in "${nodes[@]}"; do mark "$p"; done
 if [[ $MODE == spread ]]; then
-    writes="$(load "${urls[@]}")"
+    writes="$(load cluster "${urls[@]}")"
 else
-    writes="$(load "${urls[leader - 1]}")"
+    writes="$(load cluster "${urls[leader - 1]}")"
 fi
 echo "cluster ($MODE, leader node $leader): $writes writes in $SECS s"
 for i in 1 2 3; do
