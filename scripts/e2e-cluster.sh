@@ -161,7 +161,7 @@ import json, sys
 entries = [json.loads(line) for line in open(sys.argv[1])]
 last, snapshot = int(sys.argv[2]), (None if sys.argv[3] == "None" else int(sys.argv[3]))
 idx = [e["index"] for e in entries]
-tasks = sum(e["kind"] == "task" for e in entries)
+tasks = sum(len(e["entry"]) for e in entries if e["kind"] == "tasks")
 print(f"        raft-log: {len(entries)} entries ({tasks} tasks), indexes {idx[0]}-{idx[-1]}; last_log_index {last}, snapshot {snapshot}")
 contiguous = idx == list(range(idx[0], idx[-1] + 1))
 starts_right = idx[0] <= 1 or (snapshot is not None and idx[0] <= snapshot + 1)

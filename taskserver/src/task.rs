@@ -127,14 +127,24 @@ pub struct Record {
     pub raft: Option<RaftPosition>,
 }
 
-/// Where an entry is in a cluster's Raft log: the term of the leader that
-/// proposed it, and its index.
+/// Where a task is in a cluster's Raft log: the term of the leader that
+/// proposed its entry, the entry's index, and the task's place among the
+/// tasks of that entry (an entry carries the writes the leader found
+/// waiting together). Ordered as the log is: by entry, then by place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RaftPosition {
     /// The proposing leader's term.
     pub term: u64,
     /// The entry's index in the log.
     pub index: u64,
+    /// The task's place in its entry, from 0; not written when 0, so that
+    /// an entry of one task reads `{"term": 3, "index": 7}`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slot: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The fields clients see: a [`Record`] without the server's own fields.

@@ -166,6 +166,7 @@ pub async fn start(config: ClusterConfig) -> Result<Cluster, StartError> {
         .map_err(|e| StartError::Raft(e.to_string()))?;
     let cluster = Cluster {
         inner: Arc::new(Inner {
+            proposer: super::propose::Proposer::start(raft.clone()),
             raft,
             replica,
             me: config.me,

@@ -14,9 +14,10 @@
 //!
 //! # Guarantees
 //!
-//! - Each write keeps its own outcome. The leader proposes the entries of a
-//!   batch each on its own, all at once, and answers one [`Proposal`] per
-//!   entry, in order; a write's answer is its own.
+//! - Each write keeps its own outcome. The leader proposes the writes of a
+//!   batch (together with the others it has waiting, [`super::propose`])
+//!   and answers one [`Proposal`] per write, in order; a write's answer is
+//!   its own.
 //! - A batch that never reached the leader is *certain* for every write in
 //!   it ([`Proposal::Unreachable`]: nothing was appended); one that was sent
 //!   but got no (or a malformed) answer is *uncertain* for every write in it

@@ -9,9 +9,11 @@
 //! - **`201` means committed and durable.** A write is answered only once
 //!   its entry is in the log of a majority of voters, each of which had
 //!   `fdatasync`ed it before saying so ([`log`]), and once it is applied to
-//!   the answering node's own file ([`state_machine`]). A follower passes a
-//!   write to the leader, in a batch with the others it has waiting
-//!   ([`forward`]), and answers once it applied the entry itself.
+//!   the answering node's own file ([`state_machine`]). The leader proposes
+//!   the writes it has waiting together, as one entry ([`propose`]). A
+//!   follower passes a write to the leader, in a batch with the others it
+//!   has waiting ([`forward`]), and answers once it applied the entry
+//!   itself.
 //! - **No leader, no acknowledgement.** With no leader or no quorum, a write
 //!   is answered `503` with `Retry-After` within [`WRITE_WAIT`]; never `201`
 //!   for a task that could be lost. A node cut off from the others (a leader
@@ -41,6 +43,7 @@
 //! - [`log`]: the Raft log and vote, durable, in the Raft directory.
 //! - [`state_machine`]: the node's data file, fed by the log; snapshots.
 //! - [`network`]: Raft between nodes, over HTTP with the secret.
+//! - [`propose`]: the leader's writes gathered into log entries.
 //! - [`forward`]: a follower's writes passed to the leader in batches.
 //! - [`cut_off`]: when a node counts itself cut off, and answers `503` at once.
 //! - [`routes`]: the HTTP side: `/raft/...`, `/cluster`, membership calls.
@@ -54,6 +57,7 @@ mod forward;
 mod live;
 pub mod log;
 pub mod network;
+mod propose;
 pub mod routes;
 pub mod state_machine;
 pub mod types;
@@ -102,6 +106,8 @@ struct Inner {
     me: u64,
     /// Speaks to the other nodes.
     peers: PeerClient,
+    /// Proposes the writes this node, the leader, has waiting, together.
+    proposer: propose::Proposer,
     /// Passes the writes that reach this node, a follower, to the leader.
     forwarder: forward::Forwarder,
     /// Gauges of `/metrics`, refreshed from Raft's own metrics.
@@ -224,19 +230,19 @@ impl Cluster {
             return Proposal::NoQuorum(why);
         }
         let creada_en = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let write = self.inner.raft.client_write(Proposed { entry, creada_en });
+        let write = self.inner.proposer.propose(Proposed { entry, creada_en });
         let written = tokio::select! {
             written = tokio::time::timeout_at(deadline.into(), write) => written,
             why = self.until_cut_off() => return Proposal::NoQuorum(why),
         };
         match written {
             Ok(Ok(written)) => Proposal::Done(Forwarded {
-                applied: written.data,
-                index: written.log_id.index(),
+                applied: written.applied,
+                index: written.index,
             }),
             // The entry may have been appended before leadership moved, and
             // may yet be committed by the next leader.
-            Ok(Err(e)) => Proposal::Uncertain(e.to_string()),
+            Ok(Err(why)) => Proposal::Uncertain(why),
             Err(_) => Proposal::Uncertain(format!(
                 "no quorum took the entry within {} s",
                 WRITE_WAIT.as_secs()

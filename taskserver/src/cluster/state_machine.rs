@@ -18,10 +18,13 @@
 //!   newer snapshot (one installed from the leader meanwhile).
 //!
 //! After a restart the state machine has applied up to the largest of the
-//! file's last task, the membership entry and the snapshot. openraft applies
-//! the entries after that again: those that store no task (a new leader's
-//! first entry) change nothing, and a task the file holds already is skipped
-//! by its position, so nothing is applied twice.
+//! entry before the file's last task's (a crash in the middle of an apply
+//! may have left only the first tasks of an entry, see
+//! [`Replica::applied_whole`]), the membership entry and the snapshot.
+//! openraft applies the entries after that again: those that store no task
+//! (a new leader's first entry) change nothing, and a task the file holds
+//! already is skipped by its position (entry and place in it), so nothing
+//! is applied twice and nothing is left out.
 
 use std::io;
 use std::path::PathBuf;
@@ -41,6 +44,7 @@ use super::types::{
 };
 use crate::store::file::Fs;
 use crate::store::{Proposal, Replica};
+use crate::task::RaftPosition;
 
 /// openraft's handle to the state machine; its snapshot builder too.
 #[derive(Clone)]
@@ -83,7 +87,7 @@ impl StateMachine {
     pub fn open(fs: Arc<dyn Fs>, dir: PathBuf, replica: Replica) -> io::Result<StateMachine> {
         let membership: Option<StoredMembership> = load_json(&*fs, &dir.join("membership.json"))?;
         let snapshot: Option<StoredSnapshot> = load_json(&*fs, &dir.join("snapshot.json"))?;
-        let from_file = replica.applied().map(log_id);
+        let from_file = replica.applied_whole().map(log_id);
         let mut applied = from_file;
         let mut membership = membership.unwrap_or_default();
         if let Some(s) = &snapshot {
@@ -158,12 +162,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut replies = Vec::with_capacity(entries.len());
         for entry in &entries {
             replies.push(match &entry.payload {
-                EntryPayload::Normal(_) => answers.next().unwrap_or(Applied::Nothing),
+                EntryPayload::Normal(proposals) => (&mut answers).take(proposals.0.len()).collect(),
                 EntryPayload::Membership(m) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id()), m.clone());
-                    Applied::Nothing
+                    Vec::new()
                 }
-                EntryPayload::Blank => Applied::Nothing,
+                EntryPayload::Blank => Vec::new(),
             });
         }
         if entries
@@ -295,17 +299,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
 /// Stores the tasks of consecutive entries (the others store nothing).
 fn apply_tasks(replica: &Replica, entries: &[Entry]) -> io::Result<Vec<Applied>> {
-    let proposals: Vec<Proposal<'_>> = entries
-        .iter()
-        .filter_map(|entry| match &entry.payload {
-            EntryPayload::Normal(proposed) => Some(Proposal {
+    let mut proposals: Vec<Proposal<'_>> = Vec::new();
+    for entry in entries {
+        if let EntryPayload::Normal(tasks) = &entry.payload {
+            let at = position(&entry.log_id());
+            proposals.extend(tasks.0.iter().zip(0..).map(|(proposed, slot)| Proposal {
                 entry: &proposed.entry,
                 creada_en: &proposed.creada_en,
-                raft: Some(position(&entry.log_id())),
-            }),
-            _ => None,
-        })
-        .collect();
+                raft: Some(RaftPosition { slot, ..at }),
+            }));
+        }
+    }
     if proposals.is_empty() {
         return Ok(Vec::new());
     }

@@ -45,7 +45,7 @@ mod power_cut {
     use openraft::RaftLogReader;
 
     use super::super::log::LogStore;
-    use super::super::types::{Entry, Proposed, TypeConfig, Vote};
+    use super::super::types::{Batch, Entry, Proposed, TypeConfig, Vote};
     use crate::store::file::sim::{Cut, SimDisk};
     use crate::store::NewEntry;
     use crate::task::ValidTask;
@@ -63,7 +63,10 @@ mod power_cut {
             },
             creada_en: "2026-12-01T00:00:00.000Z".into(),
         };
-        Entry::new_normal(openraft::LogId::new_term_index(term, index), proposed)
+        Entry::new_normal(
+            openraft::LogId::new_term_index(term, index),
+            Batch(vec![proposed]),
+        )
     }
 
     /// Appends and waits for the log to say they are durable; `false` if it

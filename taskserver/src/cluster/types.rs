@@ -9,6 +9,24 @@ use serde::{Deserialize, Serialize};
 use crate::store::{Inserted, KeyConflict, NewEntry};
 use crate::task::RaftPosition;
 
+/// The tasks of one log entry: the writes the leader found waiting when it
+/// proposed it, in the order they came ([`super::propose`]). One entry for
+/// many writes makes openraft's work per entry (and the log's, the
+/// replication's, the followers') be paid once for all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Batch(pub Vec<Proposed>);
+
+impl fmt::Display for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [one] => one.fmt(f),
+            [first, ..] => write!(f, "{} tasks, the first {first}", self.0.len()),
+            [] => write!(f, "no task"),
+        }
+    }
+}
+
 /// One task as the leader proposes it: what the client sent, and the moment
 /// the leader stamped it with. Everything that could differ between nodes
 /// (the clock) is decided here, before the entry enters the log, so that
@@ -31,7 +49,8 @@ impl fmt::Display for Proposed {
     }
 }
 
-/// What applying an entry answered, sent back to the node that proposed it.
+/// What applying one task of an entry answered, sent back to the node that
+/// proposed it (an entry answers one per task, in order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     /// The task is stored under `id` (`created` false for a replay of its
@@ -84,11 +103,11 @@ pub struct Member {
 }
 
 openraft::declare_raft_types!(
-    /// The cluster's Raft: one task per log entry, standard Raft's one
+    /// The cluster's Raft: tasks in log entries, standard Raft's one
     /// leader per term.
     pub TypeConfig:
-        D = Proposed,
-        R = Applied,
+        D = Batch,
+        R = Vec<Applied>,
         NodeId = u64,
         Node = Member,
         LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
@@ -105,11 +124,12 @@ pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>
 pub type SnapshotData = Vec<u8>;
 pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
 
-/// A log id as the data file writes it.
+/// A log id as the data file writes it (for the entry's first task).
 pub fn position(log_id: &LogId) -> RaftPosition {
     RaftPosition {
         term: log_id.committed_leader_id().term,
         index: log_id.index(),
+        slot: 0,
     }
 }
 
@@ -119,19 +139,25 @@ pub fn log_id(position: RaftPosition) -> LogId {
 }
 
 /// An entry as `taskserver raft-log` prints it: index, term, and what it
-/// carries.
+/// carries (its tasks, a membership, or nothing).
 pub fn describe(entry: &Entry) -> serde_json::Value {
     use openraft::entry::RaftEntry;
     let log_id = entry.log_id();
     let (kind, detail) = match &entry.payload {
         openraft::EntryPayload::Blank => ("blank", serde_json::Value::Null),
-        openraft::EntryPayload::Normal(p) => (
-            "task",
-            serde_json::json!({
-                "task": p.entry.task,
-                "idempotency_key": p.entry.idempotency_key,
-                "creada_en": p.creada_en,
-            }),
+        openraft::EntryPayload::Normal(proposals) => (
+            "tasks",
+            proposals
+                .0
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "task": p.entry.task,
+                        "idempotency_key": p.entry.idempotency_key,
+                        "creada_en": p.creada_en,
+                    })
+                })
+                .collect(),
         ),
         openraft::EntryPayload::Membership(m) => (
             "membership",

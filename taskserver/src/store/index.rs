@@ -49,6 +49,9 @@ pub struct Index {
     /// In cluster mode, the largest Raft position of the tasks: how far the
     /// file has applied the log.
     last_raft: Option<RaftPosition>,
+    /// In cluster mode, the last position of the entry before `last_raft`'s:
+    /// the last entry the file surely holds whole.
+    before_last_entry: Option<RaftPosition>,
     /// Tasks per `cliente` ("" for none): what the live page shows, kept
     /// as tasks come so that it never walks a million of them.
     clients: HashMap<Box<str>, u64, foldhash::fast::RandomState>,
@@ -125,6 +128,11 @@ impl Index {
             }
         }
         if record.raft > self.last_raft {
+            if let (Some(last), Some(new)) = (self.last_raft, record.raft) {
+                if new.index != last.index {
+                    self.before_last_entry = Some(last);
+                }
+            }
             self.last_raft = record.raft;
         }
     }
@@ -140,6 +148,14 @@ impl Index {
     /// The largest Raft position among the tasks (cluster mode).
     pub fn last_raft(&self) -> Option<RaftPosition> {
         self.last_raft
+    }
+
+    /// The position of the last task of the entry before the last task's
+    /// (cluster mode): the last entry whose tasks the file surely holds
+    /// all of. A crash in the middle of an apply can leave only the first
+    /// tasks of the last entry.
+    pub fn before_last_entry(&self) -> Option<RaftPosition> {
+        self.before_last_entry
     }
 
     /// Adds `record` if its id is larger than every id so far; returns

@@ -69,6 +69,15 @@ impl Replica {
         state::read(&self.core.index).last_raft()
     }
 
+    /// The last entry the file surely holds every task of: the one before
+    /// its last task's entry. A crash while an entry's tasks were written
+    /// may have left only the first of them, and the file cannot tell, so
+    /// after a restart the last entry is applied again: [`Replica::apply`]
+    /// skips the tasks the file has and adds the rest.
+    pub fn applied_whole(&self) -> Option<RaftPosition> {
+        state::read(&self.core.index).before_last_entry()
+    }
+
     /// The file up to its last task, closed: a snapshot of the state.
     /// Blocking.
     pub fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
@@ -142,7 +151,11 @@ mod tests {
     }
 
     fn at(index: u64) -> Option<RaftPosition> {
-        Some(RaftPosition { term: 1, index })
+        Some(RaftPosition {
+            term: 1,
+            index,
+            slot: 0,
+        })
     }
 
     /// The same log entries: `(titulo, key)` at indexes 2, 3, ...
@@ -214,6 +227,67 @@ mod tests {
         let tasks: Vec<serde_json::Value> =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(tasks.len(), 3);
+    }
+
+    #[test]
+    fn an_entry_a_crash_cut_short_is_completed_by_applying_it_again_not_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = [
+            entry("a", None),
+            entry("b", Some("kb")),
+            entry("c", None),
+            entry("d", None),
+        ];
+        let at = |index, slot| {
+            Some(RaftPosition {
+                term: 1,
+                index,
+                slot,
+            })
+        };
+        let task = |i: usize, index, slot| Proposal {
+            entry: &tasks[i],
+            creada_en: "2026-12-01T00:00:00.000Z",
+            raft: at(index, slot),
+        };
+        // Entry 2 holds a; entry 3 holds b, c and d.
+        let entry_3 = [task(1, 3, 0), task(2, 3, 1), task(3, 3, 2)];
+        let whole = Replica::open(dir.path().join("whole.json")).unwrap();
+        whole.apply(&[task(0, 2, 0)]).unwrap();
+        whole.apply(&entry_3).unwrap();
+        assert_eq!(whole.applied(), at(3, 2));
+        assert_eq!(whole.applied_whole(), at(2, 0));
+
+        // A crash while entry 3 was written left only b and c of it.
+        let path = dir.path().join("cut.json");
+        let cut = Replica::open(&path).unwrap();
+        cut.apply(&[task(0, 2, 0)]).unwrap();
+        cut.apply(&entry_3[..2]).unwrap();
+        drop(cut);
+        let cut = Replica::open(&path).unwrap();
+        assert_eq!(cut.applied(), at(3, 1));
+        assert_eq!(
+            cut.applied_whole(),
+            at(2, 0),
+            "entry 3 may be cut short: only entry 2 is surely whole"
+        );
+        // Applied again from there, entry 3 adds only what is missing.
+        let answers = cut.apply(&entry_3).unwrap();
+        assert_eq!(answers[..2], [None, None]);
+        let d = answers[2].clone().unwrap().unwrap();
+        assert_eq!((d.id, d.created), (4, true));
+        let bytes = |r: &Replica| std::fs::read(r.path()).unwrap();
+        assert_eq!(bytes(&cut), bytes(&whole), "as if nothing had happened");
+        let file: Vec<serde_json::Value> = serde_json::from_slice(&bytes(&cut)).unwrap();
+        assert_eq!(
+            file[3]["raft"],
+            serde_json::json!({"term": 1, "index": 3, "slot": 2})
+        );
+        assert_eq!(
+            file[1]["raft"],
+            serde_json::json!({"term": 1, "index": 3}),
+            "an entry's first task is written as before"
+        );
     }
 
     #[test]
