@@ -13,9 +13,44 @@ use crate::task::RaftPosition;
 /// proposed it, in the order they came ([`super::propose`]). One entry for
 /// many writes makes openraft's work per entry (and the log's, the
 /// replication's, the followers') be paid once for all of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Written as the JSON list of its tasks. A log written before entries
+/// carried several tasks holds one task per entry, as the bare object: it
+/// reads as a batch of one, so that such a node starts up and replays its
+/// log as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Batch(pub Vec<Proposed>);
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Batch, D::Error> {
+        struct Tasks;
+        impl<'de> serde::de::Visitor<'de> for Tasks {
+            type Value = Batch;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a list of proposed tasks, or one")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Batch, A::Error> {
+                let mut tasks = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(task) = seq.next_element()? {
+                    tasks.push(task);
+                }
+                Ok(Batch(tasks))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Batch, A::Error> {
+                let one = Proposed::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Batch(vec![one]))
+            }
+        }
+        deserializer.deserialize_any(Tasks)
+    }
+}
 
 impl fmt::Display for Batch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,4 +209,41 @@ pub fn describe(entry: &Entry) -> serde_json::Value {
         "kind": kind,
         "entry": detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::ValidTask;
+
+    fn proposed(titulo: &str) -> Proposed {
+        Proposed {
+            entry: NewEntry {
+                task: ValidTask {
+                    titulo: titulo.into(),
+                    descripcion: Some("d".into()),
+                    completada: false,
+                    cliente: None,
+                },
+                idempotency_key: Some(format!("key-{titulo}")),
+            },
+            creada_en: "2026-12-03T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_batch_reads_as_written_and_an_older_entry_of_one_task_reads_as_a_batch_of_one() {
+        let batch = Batch(vec![proposed("a"), proposed("b")]);
+        let json = serde_json::to_string(&batch).unwrap();
+        assert!(json.starts_with('['), "{json}");
+        assert_eq!(serde_json::from_str::<Batch>(&json).unwrap(), batch);
+        // What the log held when an entry carried one task.
+        let older = serde_json::to_string(&proposed("c")).unwrap();
+        assert!(older.starts_with('{'), "{older}");
+        assert_eq!(
+            serde_json::from_str::<Batch>(&older).unwrap(),
+            Batch(vec![proposed("c")])
+        );
+        assert!(serde_json::from_str::<Batch>("7").is_err());
+    }
 }
