@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two (or more) builds of taskserver side by side in cluster mode: rounds
 # that alternate between the binaries, each round three fresh nodes on
-# loopback and 64 connections spread over them (one wrk -t1 per node,
+# loopback and 64 connections (CONNECTIONS) spread over them (one wrk -t1 per node,
 # bench/post.lua), as bench/run loads a cluster. Prints, for each round and
 # binary, the writes acknowledged, the p99 latency (the slowest of the three
 # wrk's, as bench/run) and each node's CPU per write (L the leader, F a

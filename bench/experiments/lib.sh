@@ -60,15 +60,16 @@ start_single() {
 }
 
 # start_load NAME URL...: bench/run's durable POSTs (bench/post.lua) for
-# $SECS s, 64 connections split over the URLs, one wrk each (-t2 for a lone
-# URL), into $work/NAME-I.wrk; sets loads (their pids).
+# $SECS s, 64 connections (or $CONNECTIONS, at least one per URL) split over
+# the URLs, one wrk each (-t2 for a lone URL), into $work/NAME-I.wrk; sets
+# loads (their pids).
 start_load() {
-    local name="$1" i=0 n
+    local name="$1" i=0 n c="${CONNECTIONS:-64}"
     shift
     n=$#
     loads=()
     for url in "$@"; do
-        wrk -t$((n == 1 ? 2 : 1)) -c$((64 / n + (i < 64 % n ? 1 : 0))) -d"${SECS}s" --timeout 10s \
+        wrk -t$((n == 1 && c > 1 ? 2 : 1)) -c$((c / n + (i < c % n ? 1 : 0))) -d"${SECS}s" --timeout 10s \
             -s "$ROOT/bench/post.lua" "$url/tareas" -- "$name-$i" >"$work/$name-$i.wrk" 2>&1 &
         loads+=($!)
         i=$((i + 1))

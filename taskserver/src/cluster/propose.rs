@@ -12,7 +12,11 @@
 //! nodes) against one entry per write: 1.17 times the writes (1.15 to
 //! 1.20), the p99 from 33-52 ms to 11-12 ms, the leader's CPU per write
 //! from about 68 µs to 48 and each follower's from 43 to 37. (A first
-//! version with two entries in flight gained 1.07, with eight 1.03.)
+//! version with two entries in flight gained 1.07, with eight 1.03.) It
+//! costs a little where few writes are in flight: with 3 connections, one
+//! per node, 0.88 to 0.91 of the writes (a write that comes while an entry
+//! is on its way waits for it, where openraft would have pipelined it);
+//! with 12, 0.97 to 1.01 (`bench/experiments/README.md`).
 //!
 //! # Guarantees
 //!
