@@ -34,7 +34,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::network::{CallError, PeerClient};
 use super::Proposal;
@@ -115,17 +115,12 @@ async fn send_batches(mut waiting: mpsc::UnboundedReceiver<Pending>, peers: Peer
         // here; but never for longer than GATHER_AT_MOST: batches stuck on
         // a leader that went silent (a one-way cut: its answers do not
         // come back) must not hold up the writes behind them.
-        let permit = tokio::time::timeout(GATHER_AT_MOST, in_flight.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok);
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match waiting.try_recv() {
-                Ok(pending) => batch.push(pending),
-                Err(_) => break,
-            }
-        }
+        let mut taken = 0;
+        let (permit, batch) = gather(&mut waiting, first, &in_flight, GATHER_AT_MOST, |_| {
+            taken += 1;
+            taken < MAX_BATCH
+        })
+        .await;
         let peers = peers.clone();
         tokio::spawn(async move {
             // Nearly always one leader; a batch taken while the leader
@@ -144,6 +139,33 @@ async fn send_batches(mut waiting: mpsc::UnboundedReceiver<Pending>, peers: Peer
             drop(permit);
         });
     }
+}
+
+/// Waits for a place among the batches in flight, for `wait_at_most` at
+/// most (then goes without one), and takes `first` and the items waiting
+/// behind it for as long as `room`, shown each item taken (`first`
+/// included), says there is room for another: what a batch of the
+/// forwarder, and an entry of the leader's proposer ([`super::propose`]),
+/// is made of.
+pub(super) async fn gather<T>(
+    waiting: &mut mpsc::UnboundedReceiver<T>,
+    first: T,
+    in_flight: &Arc<Semaphore>,
+    wait_at_most: Duration,
+    mut room: impl FnMut(&T) -> bool,
+) -> (Option<OwnedSemaphorePermit>, Vec<T>) {
+    let permit = tokio::time::timeout(wait_at_most, in_flight.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let mut more = room(&first);
+    let mut batch = vec![first];
+    while more {
+        let Ok(next) = waiting.try_recv() else { break };
+        more = room(&next);
+        batch.push(next);
+    }
+    (permit, batch)
 }
 
 /// Sends one batch, all to the same leader, and hands out the answers.

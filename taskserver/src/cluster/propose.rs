@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::forward::gather;
 use super::types::{Applied, Batch, Proposed, Raft};
 
 /// Entries on their way through Raft at once. One: the next entry gathers
@@ -108,21 +109,16 @@ impl Proposer {
 async fn propose_entries(mut waiting: mpsc::UnboundedReceiver<Waiting>, raft: Raft) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = waiting.recv().await {
-        let permit = tokio::time::timeout(WAIT_AT_MOST, in_flight.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok);
-        let mut entry = vec![first];
-        let mut bytes = 0;
-        while entry.len() < MAX_TASKS && bytes < MAX_BYTES {
-            match waiting.try_recv() {
-                Ok(next) => {
-                    bytes += text_bytes(&next.proposed);
-                    entry.push(next);
-                }
-                Err(_) => break,
+        let (mut tasks, mut bytes) = (0, 0);
+        let (permit, mut entry) = gather(&mut waiting, first, &in_flight, WAIT_AT_MOST, |w| {
+            tasks += 1;
+            // The first task's text does not count: one task always fits.
+            if tasks > 1 {
+                bytes += text_bytes(&w.proposed);
             }
-        }
+            tasks < MAX_TASKS && bytes < MAX_BYTES
+        })
+        .await;
         // Writes nobody waits for any more stay out.
         entry.retain(|w| !w.answer.is_closed());
         if entry.is_empty() {
