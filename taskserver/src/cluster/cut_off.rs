@@ -37,6 +37,29 @@ impl Cluster {
         }
     }
 
+    /// Completes, with the reason, once this node counts itself cut off
+    /// ([`Cluster::cut_off_now`]), whatever its role meanwhile. Wakes only
+    /// when the silence limit would pass, or at every heartbeat interval
+    /// while it leads.
+    pub(super) async fn until_cut_off_now(&self) -> String {
+        let every = Duration::from_millis(self.inner.raft.config().heartbeat_interval);
+        loop {
+            let leader = self.with_metrics(|m| m.current_leader);
+            if let Some(why) = self.cut_off_now(leader) {
+                return why;
+            }
+            let wake = if leader == Some(self.inner.me) {
+                Some(Instant::now() + every)
+            } else {
+                self.cut_off_at()
+            };
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     /// Completes once this node, the leader, counts itself cut off
     /// ([`Cluster::leader_cut_off`]) or no longer leads. Checked at every
     /// heartbeat interval from one interval on (`propose` checked now).

@@ -293,7 +293,7 @@ impl Cluster {
             match outcome {
                 Proposal::Done(done) => {
                     if leader != Some(self.inner.me) {
-                        self.wait_applied(done.index, deadline).await;
+                        self.wait_applied(&done, keyed, deadline).await?;
                     }
                     return Ok(done.applied);
                 }
@@ -353,16 +353,44 @@ impl Cluster {
         })
     }
 
-    /// Waits until this node applied the entry at `index` (bounded: the
-    /// entry is committed whatever happens here).
-    async fn wait_applied(&self, index: u64, deadline: Instant) {
+    /// Waits until this node applied a write the leader committed, as
+    /// `201` means applied on the answering node. The write is stored
+    /// whatever happens here; should this node not apply it in time, or
+    /// count itself cut off meanwhile (the leader's messages no longer
+    /// reach it: the entry's commit would not either), the answer is `503`,
+    /// at once, saying so, so that the client asks another node instead of
+    /// waiting out [`WRITE_WAIT`] here. (Seen in the cluster campaign: a
+    /// one-way cut held the writes waiting here for the whole 10 s, then
+    /// answered them `201` although this node had not applied them.)
+    async fn wait_applied(
+        &self,
+        done: &Forwarded,
+        keyed: bool,
+        deadline: Instant,
+    ) -> Result<(), ApiError> {
         let at_least = Instant::now() + Duration::from_millis(100);
-        if !self.applied_up_to(index, deadline.max(at_least)).await {
-            tracing::warn!(
-                index,
-                "a forwarded write is committed but not yet applied on this node"
-            );
-        }
+        let why = tokio::select! {
+            applied = self.applied_up_to(done.index, deadline.max(at_least)) => {
+                if applied {
+                    return Ok(());
+                }
+                format!("it was not applied here within {} s", WRITE_WAIT.as_secs())
+            }
+            why = self.until_cut_off_now() => why,
+        };
+        let stored = match &done.applied {
+            Applied::Stored { id, .. } => format!(" as task {id}"),
+            Applied::KeyConflict { .. } | Applied::Nothing => String::new(),
+        };
+        let then = if keyed {
+            "send it again with the same Idempotency-Key to another node, which answers with it"
+        } else {
+            "read it on another node; sent again without an Idempotency-Key it would be stored twice"
+        };
+        Err(ApiError::Unavailable(format!(
+            "the task is stored{stored}, committed by a majority of the voters, \
+             but this node has not applied it ({why}); {then}"
+        )))
     }
 
     /// Waits, until `deadline` at most, for the data file to hold every
