@@ -16,12 +16,18 @@ pub const RECOVERY: Duration = Duration::from_secs(20);
 /// until some timeout, instead of moving to the new leader, fail the case
 /// (as batched forwarding once did after a partition).
 const WRITES_BACK: Duration = Duration::from_secs(8);
-/// The longest writes may stop after a follower is cut off from the leader,
-/// counted from the cut: the follower counts itself cut off after twice the
-/// longest election timeout (800 ms by default) and answers `503` at once,
-/// so the writers go to another node. Before that rule writes stalled
-/// 8.5 s: the follower held each one it passed on for the whole 10 s wait.
-const FOLLOWER_OUT_BACK: Duration = Duration::from_secs(4);
+/// The longest writes may stop while a follower is cut off from the leader
+/// (partitioned, or the leader's messages to it dropped): the other two
+/// nodes are a quorum and go on. The follower counts itself cut off after
+/// twice the longest election timeout (800 ms by default) and answers `503`
+/// at once, so that the writers go to another node; until then each writer
+/// whose next task goes first to that follower waits there, and within a
+/// few tasks every writer does. Before that rule writes stalled 8.5 s: the
+/// follower held each one it passed on for the whole 10 s wait.
+const FOLLOWER_STALL: Duration = Duration::from_millis(2500);
+/// How long a follower stays cut off: long enough that a stall past
+/// [`FOLLOWER_STALL`] shows while the fault lasts.
+const FOLLOWER_OUT_FOR: Duration = Duration::from_secs(4);
 /// How long a paused or isolated leader stays so: past any election timeout
 /// (at most 400 ms by default), so that the others elect another.
 const OUT_FOR: Duration = Duration::from_millis(1500);
@@ -44,6 +50,10 @@ pub enum Fault {
     /// What the leader sends to one follower dropped (one way), then healed:
     /// the follower hears nothing, the leader and the other follower go on.
     OneWayCut,
+    /// A follower partitioned away for [`OUT_FOR`], healed, and at once,
+    /// while it catches up, the leader's messages to it dropped: the writes
+    /// it passed on then wait on it for entries it cannot apply.
+    CutWhileCatchingUp,
     /// A follower killed, its directory removed, started again empty.
     WipeFollower,
     /// A new node added as a learner, made a voter, then an old voter
@@ -60,6 +70,7 @@ impl Fault {
             Fault::IsolateLeader => "the leader partitioned away",
             Fault::IsolateFollower => "a follower partitioned away",
             Fault::OneWayCut => "the leader's messages to a follower dropped",
+            Fault::CutWhileCatchingUp => "a follower cut off again as it catches up",
             Fault::WipeFollower => "a follower's disk wiped",
             Fault::Replace => "a voter replaced by a new node",
         }
@@ -69,7 +80,10 @@ impl Fault {
     pub fn needs_namespaces(self) -> bool {
         matches!(
             self,
-            Fault::IsolateLeader | Fault::IsolateFollower | Fault::OneWayCut
+            Fault::IsolateLeader
+                | Fault::IsolateFollower
+                | Fault::OneWayCut
+                | Fault::CutWhileCatchingUp
         )
     }
 }
@@ -129,6 +143,48 @@ impl Target<'_> {
         } else {
             Err(format!("no write acknowledged within {RECOVERY:?} {after}"))
         }
+    }
+
+    /// How far node `id` applied the log, as its `GET /cluster` says (0
+    /// when it does not answer).
+    fn applied(&self, id: u64) -> u64 {
+        self.cluster
+            .status(id)
+            .and_then(|s| s["applied"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Watches the acknowledgements for `during`, the length of a fault,
+    /// and returns the longest stretch of it without any (sampled every
+    /// 5 ms): how long the fault stopped the writes while it lasted.
+    fn longest_stall(&self, during: Duration) -> Duration {
+        let start = Instant::now();
+        let (mut count, mut last) = ((self.acks)(), start);
+        let mut longest = Duration::ZERO;
+        while start.elapsed() < during {
+            std::thread::sleep(Duration::from_millis(5));
+            let now = Instant::now();
+            let seen = (self.acks)();
+            if seen > count {
+                (count, last) = (seen, now);
+            }
+            longest = longest.max(now - last);
+        }
+        longest
+    }
+
+    /// `stalled` in milliseconds if within [`FOLLOWER_STALL`], else `Err`.
+    fn stall_within(&self, stalled: Duration, during: &str) -> Result<u128, String> {
+        if stalled > FOLLOWER_STALL {
+            return Err(format!(
+                "writes stopped for {} ms during {during}, longer than {} ms: the other two \
+                 nodes are a quorum, and something waited for a timeout instead of going on \
+                 without the follower",
+                stalled.as_millis(),
+                FOLLOWER_STALL.as_millis()
+            ));
+        }
+        Ok(stalled.as_millis())
     }
 
     fn follower(&self, leader: u64, rng: &mut impl proptest::prelude::Rng) -> u64 {
@@ -205,31 +261,51 @@ impl Target<'_> {
             }
             Fault::IsolateFollower => {
                 let follower = self.follower(leader, rng);
-                let at = Instant::now();
                 self.cluster.isolate(follower).map_err(|e| e.to_string())?;
-                std::thread::sleep(OUT_FOR);
-                let back =
-                    self.writes_go_on_within(at, "a follower's partition", FOLLOWER_OUT_BACK);
+                let stalled = self.longest_stall(FOLLOWER_OUT_FOR);
                 self.cluster.heal(follower).map_err(|e| e.to_string())?;
                 // Not among writes_back_after: that counts leader faults.
-                let back = back?.as_millis();
+                let stalled = self.stall_within(stalled, "a follower's partition")?;
+                self.writes_go_on(Instant::now(), "the partition healed")?;
                 done.what = format!(
-                    "node {follower} cut off for {OUT_FOR:?}; writes went on {back} ms after the cut"
+                    "node {follower} cut off for {FOLLOWER_OUT_FOR:?}; writes stopped {stalled} ms at most meanwhile"
                 );
             }
             Fault::OneWayCut => {
                 let follower = self.follower(leader, rng);
-                let at = Instant::now();
                 self.cluster
                     .cut(leader, follower)
                     .map_err(|e| e.to_string())?;
-                std::thread::sleep(OUT_FOR);
-                let back = self.writes_go_on_within(at, "a one-way cut", FOLLOWER_OUT_BACK);
+                let stalled = self.longest_stall(FOLLOWER_OUT_FOR);
                 self.cluster.heal(leader).map_err(|e| e.to_string())?;
-                let back = back?.as_millis();
+                let stalled = self.stall_within(stalled, "a one-way cut")?;
+                self.writes_go_on(Instant::now(), "the cut healed")?;
                 done.what = format!(
-                    "node {leader} to node {follower} dropped for {OUT_FOR:?}; \
-                     writes went on {back} ms after the cut"
+                    "node {leader} to node {follower} dropped for {FOLLOWER_OUT_FOR:?}; \
+                     writes stopped {stalled} ms at most meanwhile"
+                );
+            }
+            Fault::CutWhileCatchingUp => {
+                let follower = self.follower(leader, rng);
+                self.cluster.isolate(follower).map_err(|e| e.to_string())?;
+                std::thread::sleep(OUT_FOR);
+                let behind = self.applied(follower);
+                self.cluster.heal(follower).map_err(|e| e.to_string())?;
+                // Cut once it is being sent entries again, not before.
+                let applied = || self.applied(follower);
+                if !wait_until(RECOVERY, || applied() > behind) {
+                    return Err(format!("node {follower} applied nothing more once healed"));
+                }
+                self.cluster
+                    .cut(leader, follower)
+                    .map_err(|e| e.to_string())?;
+                let stalled = self.longest_stall(FOLLOWER_OUT_FOR);
+                self.cluster.heal(leader).map_err(|e| e.to_string())?;
+                let stalled = self.stall_within(stalled, "a cut as the follower caught up")?;
+                self.writes_go_on(Instant::now(), "the cut healed")?;
+                done.what = format!(
+                    "node {follower} cut off for {OUT_FOR:?}, then node {leader} to it dropped \
+                     for {FOLLOWER_OUT_FOR:?}; writes stopped {stalled} ms at most meanwhile"
                 );
             }
             Fault::WipeFollower => {

@@ -6,10 +6,12 @@
 //! The faults ([`faults::Fault`]), in an order drawn from the seed: `kill -9`
 //! of the leader and of a follower, SIGSTOP of the leader, the leader or a
 //! follower partitioned from the others (while clients still reach it), the
-//! leader's messages to one follower dropped (a one-way cut), a follower's
-//! disk wiped, a voter replaced by a new node under load. After
-//! each one the cluster must elect a leader and take writes again within
-//! [`faults::RECOVERY`].
+//! leader's messages to one follower dropped (a one-way cut), a follower
+//! cut off again as it catches up, a follower's disk wiped, a voter replaced
+//! by a new node under load. After each one the cluster must elect a leader
+//! and take writes again within [`faults::RECOVERY`]; while a follower is
+//! cut off, the writes may stop only briefly (the other two are a quorum).
+//! Each fault has its own bounds, in [`faults`].
 //!
 //! Checked all along, by a reader thread: a linearizable `GET /tareas/{id}`
 //! on a random node, of the latest acknowledged task, finds it (a read after
@@ -49,6 +51,7 @@ fn plan(ctx: &Ctx, namespaces: bool) -> Vec<Fault> {
         (Fault::IsolateLeader, ctx.size(1, 5)),
         (Fault::IsolateFollower, ctx.size(1, 3)),
         (Fault::OneWayCut, ctx.size(1, 3)),
+        (Fault::CutWhileCatchingUp, ctx.size(1, 3)),
         (Fault::WipeFollower, ctx.size(1, 3)),
     ];
     let mut plan: Vec<Fault> = counts
