@@ -52,12 +52,18 @@ pub const WAIT_AT_MOST: Duration = Duration::from_millis(100);
 /// The most tasks in one entry.
 pub const MAX_TASKS: usize = 256;
 
-/// The bytes of task text (title, description, client, key) past an
-/// entry's first task after which it takes no more. A request body is at
-/// most 64 KiB, so an entry carries at most about 192 KiB of text, and the
-/// up to 300 entries openraft sends in one AppendEntries about 56 MiB,
-/// below the 64 MiB body limit of the peer routes. (Tasks of the size the
-/// benchmark sends, about 100 bytes, fill [`MAX_TASKS`] first.)
+/// The bytes of task text (title, description, client, key), as JSON
+/// writes it, past an entry's first task after which it takes no more.
+/// A task carries at most 2,500 characters of text, at most 6 bytes each
+/// as JSON (a control character is written `\u0001`), about 15 KiB, and
+/// about 140 bytes of field names and `creada_en` around it; so an entry
+/// is at most about 130 KiB of JSON, and the up to 300 entries openraft
+/// sends in one AppendEntries about 38 MiB, below the 64 MiB body limit of
+/// the peer routes. (Counted as JSON, not as characters: titles of
+/// control characters would otherwise make entries six times as large, and
+/// an AppendEntries past the limit, which the follower refuses every time
+/// it is sent again. Tasks of the size the benchmark sends, about 100
+/// bytes, fill [`MAX_TASKS`] first.)
 pub const MAX_BYTES: usize = 64 << 10;
 
 /// What the entry carrying a write answered for it.
@@ -150,11 +156,66 @@ async fn propose_entries(mut waiting: mpsc::UnboundedReceiver<Waiting>, raft: Ra
     }
 }
 
-/// The bytes of text a task carries.
+/// The bytes of text a task carries, as JSON writes it.
 fn text_bytes(p: &Proposed) -> usize {
     let task = &p.entry.task;
-    task.titulo.len()
-        + task.descripcion.as_deref().map_or(0, str::len)
-        + task.cliente.as_deref().map_or(0, str::len)
-        + p.entry.idempotency_key.as_deref().map_or(0, str::len)
+    json_len(&task.titulo)
+        + task.descripcion.as_deref().map_or(0, json_len)
+        + task.cliente.as_deref().map_or(0, json_len)
+        + p.entry.idempotency_key.as_deref().map_or(0, json_len)
+}
+
+/// The length of `s` as a JSON string, without its quotes: what
+/// `serde_json` writes (`\"`, `\\` and `\n`-like escapes take 2 bytes,
+/// other control characters 6; the rest as they are in UTF-8).
+fn json_len(s: &str) -> usize {
+    s.len()
+        + s.bytes()
+            .map(|b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+                0..=0x1f => 5,
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewEntry;
+    use crate::task::ValidTask;
+
+    #[test]
+    fn text_is_counted_as_json_writes_it() {
+        for s in [
+            "",
+            "plain",
+            "tilde: año, emoji: 🦀",
+            "quote \" and backslash \\",
+            "\n\r\t\u{8}\u{c}",
+            "\u{1}\u{1f}\u{0}\u{7f}",
+        ] {
+            let written = serde_json::to_string(s).unwrap();
+            assert_eq!(json_len(s), written.len() - 2, "{s:?} is written {written}");
+        }
+    }
+
+    #[test]
+    fn a_task_of_control_characters_counts_six_bytes_each() {
+        let proposed = Proposed {
+            entry: NewEntry {
+                task: ValidTask {
+                    titulo: "\u{1}".repeat(200),
+                    descripcion: Some("\u{2}".repeat(2000)),
+                    completada: false,
+                    cliente: None,
+                },
+                idempotency_key: Some("k".into()),
+            },
+            creada_en: "2026-12-04T20:30:00.000Z".into(),
+        };
+        let json = serde_json::to_string(&proposed.entry.task).unwrap();
+        assert_eq!(text_bytes(&proposed), 6 * 2200 + 1);
+        assert!(json.len() < text_bytes(&proposed) + 100, "{}", json.len());
+    }
 }
