@@ -370,6 +370,8 @@ impl Cluster {
     ) -> Result<(), ApiError> {
         let at_least = Instant::now() + Duration::from_millis(100);
         let why = tokio::select! {
+            // Applied wins when both are ready: then there is no reason to refuse.
+            biased;
             applied = self.applied_up_to(done.index, deadline.max(at_least)) => {
                 if applied {
                     return Ok(());
