@@ -173,8 +173,14 @@ impl Target<'_> {
         longest
     }
 
-    /// `stalled` in milliseconds if within [`FOLLOWER_STALL`], else `Err`.
-    fn stall_within(&self, stalled: Duration, during: &str) -> Result<u128, String> {
+    /// The rest of a follower fault, once the follower is cut off: watches
+    /// the writes for [`FOLLOWER_OUT_FOR`], heals node `heal` (where the
+    /// rules are), and checks that the writes stopped no longer than
+    /// [`FOLLOWER_STALL`] meanwhile and go on after; the longest stop, in
+    /// milliseconds.
+    fn follower_out(&self, heal: u64, during: &str) -> Result<u128, String> {
+        let stalled = self.longest_stall(FOLLOWER_OUT_FOR);
+        self.cluster.heal(heal).map_err(|e| e.to_string())?;
         if stalled > FOLLOWER_STALL {
             return Err(format!(
                 "writes stopped for {} ms during {during}, longer than {} ms: the other two \
@@ -184,6 +190,7 @@ impl Target<'_> {
                 FOLLOWER_STALL.as_millis()
             ));
         }
+        self.writes_go_on(Instant::now(), &format!("after {during} was healed"))?;
         Ok(stalled.as_millis())
     }
 
@@ -262,11 +269,8 @@ impl Target<'_> {
             Fault::IsolateFollower => {
                 let follower = self.follower(leader, rng);
                 self.cluster.isolate(follower).map_err(|e| e.to_string())?;
-                let stalled = self.longest_stall(FOLLOWER_OUT_FOR);
-                self.cluster.heal(follower).map_err(|e| e.to_string())?;
                 // Not among writes_back_after: that counts leader faults.
-                let stalled = self.stall_within(stalled, "a follower's partition")?;
-                self.writes_go_on(Instant::now(), "the partition healed")?;
+                let stalled = self.follower_out(follower, "a follower's partition")?;
                 done.what = format!(
                     "node {follower} cut off for {FOLLOWER_OUT_FOR:?}; writes stopped {stalled} ms at most meanwhile"
                 );
@@ -276,10 +280,7 @@ impl Target<'_> {
                 self.cluster
                     .cut(leader, follower)
                     .map_err(|e| e.to_string())?;
-                let stalled = self.longest_stall(FOLLOWER_OUT_FOR);
-                self.cluster.heal(leader).map_err(|e| e.to_string())?;
-                let stalled = self.stall_within(stalled, "a one-way cut")?;
-                self.writes_go_on(Instant::now(), "the cut healed")?;
+                let stalled = self.follower_out(leader, "a one-way cut")?;
                 done.what = format!(
                     "node {leader} to node {follower} dropped for {FOLLOWER_OUT_FOR:?}; \
                      writes stopped {stalled} ms at most meanwhile"
@@ -292,17 +293,13 @@ impl Target<'_> {
                 let behind = self.applied(follower);
                 self.cluster.heal(follower).map_err(|e| e.to_string())?;
                 // Cut once it is being sent entries again, not before.
-                let applied = || self.applied(follower);
-                if !wait_until(RECOVERY, || applied() > behind) {
+                if !wait_until(RECOVERY, || self.applied(follower) > behind) {
                     return Err(format!("node {follower} applied nothing more once healed"));
                 }
                 self.cluster
                     .cut(leader, follower)
                     .map_err(|e| e.to_string())?;
-                let stalled = self.longest_stall(FOLLOWER_OUT_FOR);
-                self.cluster.heal(leader).map_err(|e| e.to_string())?;
-                let stalled = self.stall_within(stalled, "a cut as the follower caught up")?;
-                self.writes_go_on(Instant::now(), "the cut healed")?;
+                let stalled = self.follower_out(leader, "a cut as the follower caught up")?;
                 done.what = format!(
                     "node {follower} cut off for {OUT_FOR:?}, then node {leader} to it dropped \
                      for {FOLLOWER_OUT_FOR:?}; writes stopped {stalled} ms at most meanwhile"
